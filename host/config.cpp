@@ -1,0 +1,335 @@
+#include "config.hpp"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace spoold {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct reader {
+  explicit reader(std::string file) : file_(std::move(file)) {}
+
+  void problem(const toml::source_region& where, const std::string& what) {
+    problems_.push_back(file_ + ":" + std::to_string(where.begin.line) + ":" + std::to_string(where.begin.column) +
+                        ": " + what);
+  }
+  void problem(const std::string& what) { problems_.push_back(file_ + ": " + what); }
+
+  // Reports every key of table that is not in known.
+  void reject_unknown(const toml::table& table, const std::string& section, const std::set<std::string>& known) {
+    for (const auto& [key, node] : table) {
+      if (known.count(std::string(key.str())) == 0) {
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        problem(key.source(), "unknown key '" + std::string(key.str()) + "' in " + section + " (known keys: " + list + ")");
+      }
+    }
+  }
+
+  void read_string(const toml::table& t, const char* key, const std::string& section, std::string& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    if (auto s = n->value<std::string>()) {
+      out = *s;
+    } else {
+      problem(n->source(), section + "." + key + " must be a string, not " + type_name(*n));
+    }
+  }
+
+  void read_unsigned(const toml::table& t, const char* key, const std::string& section, unsigned& out,
+                     std::int64_t min, std::int64_t max) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    if (!n->is_integer()) {
+      problem(n->source(), section + "." + key + " must be an integer, not " + type_name(*n));
+      return;
+    }
+    const std::int64_t v = n->as_integer()->get();
+    if (v < min || v > max) {
+      problem(n->source(), section + "." + key + " is " + std::to_string(v) + ", expected " + std::to_string(min) +
+                               " to " + std::to_string(max));
+      return;
+    }
+    out = static_cast<unsigned>(v);
+  }
+
+  void read_duration(const toml::table& t, const char* key, const std::string& section, duration& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    auto s = n->value<std::string>();
+    if (!s || !n->is_string()) {
+      problem(n->source(), section + "." + key + " must be a duration string such as \"250ms\", \"30s\", \"5m\" or \"1h\", not " +
+                               type_name(*n));
+      return;
+    }
+    auto d = parse_duration(*s);
+    if (!d) {
+      problem(n->source(), section + "." + key + " = \"" + *s +
+                               "\" is not a duration: write a whole number and ms, s, m or h, such as \"250ms\" or \"30s\"");
+      return;
+    }
+    out = *d;
+  }
+
+  void read_mode(const toml::table& t, const char* key, const std::string& section, unsigned& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    std::int64_t v = -1;
+    if (n->is_integer()) {
+      v = n->as_integer()->get();
+    } else if (auto s = n->value<std::string>(); s && n->is_string()) {
+      try {
+        std::size_t used = 0;
+        v = std::stoll(*s, &used, 8);
+        if (used != s->size()) v = -1;
+      } catch (const std::exception&) {
+        v = -1;
+      }
+    }
+    if (v < 0 || v > 0777) {
+      problem(n->source(), section + "." + key + " must be a file mode such as 0o700 or \"0700\"");
+      return;
+    }
+    out = static_cast<unsigned>(v);
+  }
+
+  static std::string type_name(const toml::node& n) {
+    switch (n.type()) {
+      case toml::node_type::table: return "a table";
+      case toml::node_type::array: return "an array";
+      case toml::node_type::string: return "a string";
+      case toml::node_type::integer: return "an integer";
+      case toml::node_type::floating_point: return "a float";
+      case toml::node_type::boolean: return "a boolean";
+      default: return "a date or time";
+    }
+  }
+
+  std::string file_;
+  std::vector<std::string> problems_;
+};
+
+const std::set<std::string> k_queue_settings = {"processes", "max_attempts", "backoff",   "backoff_max", "timeout",
+                                                "max_tasks", "dir_mode",     "file_mode"};
+
+void read_queue_settings(reader& r, const toml::table& t, const std::string& section, queue_config& q) {
+  r.read_unsigned(t, "processes", section, q.processes, 1, 1024);
+  r.read_unsigned(t, "max_attempts", section, q.max_attempts, 1, 1000000);
+  r.read_duration(t, "backoff", section, q.backoff);
+  r.read_duration(t, "backoff_max", section, q.backoff_max);
+  r.read_duration(t, "timeout", section, q.timeout);
+  r.read_unsigned(t, "max_tasks", section, q.max_tasks, 0, 1000000000);
+  r.read_mode(t, "dir_mode", section, q.dir_mode);
+  r.read_mode(t, "file_mode", section, q.file_mode);
+}
+
+std::string scalar_text(const toml::node& n) {
+  if (auto s = n.value<std::string>(); s && n.is_string()) return *s;
+  if (n.is_boolean()) return n.as_boolean()->get() ? "true" : "false";
+  if (n.is_integer()) return std::to_string(n.as_integer()->get());
+  std::ostringstream out;
+  n.visit([&](const auto& v) { out << v; });
+  return out.str();
+}
+
+void flatten_options(reader& r, const toml::table& t, const std::string& prefix, std::vector<option_entry>& out) {
+  for (const auto& [key, node] : t) {
+    const std::string name = prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+    if (const auto* sub = node.as_table()) {
+      flatten_options(r, *sub, name, out);
+    } else if (const auto* arr = node.as_array()) {
+      std::int32_t i = 0;
+      for (const auto& el : *arr) {
+        if (el.is_table() || el.is_array()) {
+          r.problem(el.source(), "queue.options." + name + " may hold only strings, numbers and booleans");
+          continue;
+        }
+        out.push_back({name, scalar_text(el), i++});
+      }
+    } else {
+      out.push_back({name, scalar_text(node), -1});
+    }
+  }
+}
+
+std::string resolve(const fs::path& base, const std::string& p) {
+  fs::path path(p);
+  if (path.is_relative()) path = base / path;
+  return path.lexically_normal().string();
+}
+
+bool valid_queue_name(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
+  }
+  return n != "." && n != "..";
+}
+
+}  // namespace
+
+const queue_config* config::find_queue(const std::string& name) const {
+  for (const auto& q : queues) {
+    if (q.name == name) return &q;
+  }
+  return nullptr;
+}
+
+std::string plugin_path(const host_config& host, const std::string& plugin) {
+  return (fs::path(host.plugin_dir) / ("lib" + plugin + ".so")).string();
+}
+
+config_load load_config(const std::string& path, bool check_plugins) {
+  config_load out;
+  std::error_code ec;
+  fs::path abs = fs::absolute(path, ec);
+  out.value.path = abs.lexically_normal().string();
+  reader r(path);
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    if (b.line == 0) {
+      r.problem("cannot read the file: " + std::string(e.description()));
+    } else {
+      r.problem(e.source(), std::string(e.description()));
+    }
+    out.problems = std::move(r.problems_);
+    return out;
+  }
+  const fs::path base = abs.parent_path();
+  config& c = out.value;
+  c.host.plugin_dir = resolve(base, "plugins");
+
+  r.reject_unknown(root, "the top level", {"host", "defaults", "queue"});
+
+  if (const toml::node* hn = root.get("host")) {
+    if (const auto* host = hn->as_table()) {
+      r.reject_unknown(*host, "[host]", {"plugin_dir", "log_level", "log_format", "shutdown_grace", "rescan_interval"});
+      std::string plugin_dir;
+      r.read_string(*host, "plugin_dir", "host", plugin_dir);
+      if (!plugin_dir.empty()) c.host.plugin_dir = resolve(base, plugin_dir);
+      r.read_string(*host, "log_level", "host", c.host.log_level);
+      static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error"};
+      if (levels.count(c.host.log_level) == 0) {
+        r.problem(host->get("log_level")->source(),
+                  "host.log_level = \"" + c.host.log_level + "\": expected trace, debug, info, warn or error");
+      }
+      r.read_string(*host, "log_format", "host", c.host.log_format);
+      if (c.host.log_format != "text" && c.host.log_format != "json") {
+        r.problem(host->get("log_format")->source(), "host.log_format = \"" + c.host.log_format + "\": expected text or json");
+      }
+      r.read_duration(*host, "shutdown_grace", "host", c.host.shutdown_grace);
+      r.read_duration(*host, "rescan_interval", "host", c.host.rescan_interval);
+    } else {
+      r.problem(hn->source(), "[host] must be a table");
+    }
+  }
+
+  queue_config defaults;
+  if (const toml::node* dn = root.get("defaults")) {
+    if (const auto* d = dn->as_table()) {
+      r.reject_unknown(*d, "[defaults]", k_queue_settings);
+      read_queue_settings(r, *d, "defaults", defaults);
+    } else {
+      r.problem(dn->source(), "[defaults] must be a table");
+    }
+  }
+
+  const toml::node* qn = root.get("queue");
+  if (qn == nullptr) {
+    r.problem("no [[queue]] is defined: add at least one with name, dir and plugin");
+  } else if (const auto* arr = qn->as_array(); arr == nullptr || !arr->is_array_of_tables()) {
+    r.problem(qn->source(), "queue must be an array of tables: write each queue as [[queue]]");
+  } else {
+    std::set<std::string> names;
+    std::set<std::string> dirs;
+    std::set<std::string> known = k_queue_settings;
+    known.insert({"name", "dir", "plugin", "options"});
+    for (const auto& node : *arr) {
+      const auto& t = *node.as_table();
+      queue_config q = defaults;
+      q.options.clear();
+      r.reject_unknown(t, "[[queue]]", known);
+      r.read_string(t, "name", "queue", q.name);
+      const std::string section = q.name.empty() ? std::string("queue") : "queue '" + q.name + "'";
+      if (t.get("name") == nullptr) {
+        r.problem(t.source(), "a [[queue]] has no name: add name = \"...\"");
+      } else if (!valid_queue_name(q.name)) {
+        r.problem(t.get("name")->source(),
+                  "queue name \"" + q.name + "\" must be 1 to 64 letters, digits, '_', '-' or '.'");
+      } else if (!names.insert(q.name).second) {
+        r.problem(t.get("name")->source(), "queue name \"" + q.name + "\" is used twice: each queue needs its own name");
+      }
+      std::string dir;
+      r.read_string(t, "dir", section, dir);
+      if (t.get("dir") == nullptr) {
+        r.problem(t.source(), section + " has no dir: add dir = \"spool/<name>\"");
+      } else if (!dir.empty()) {
+        q.dir = resolve(base, dir);
+        std::error_code wec;
+        std::string key = fs::weakly_canonical(q.dir, wec).string();
+        if (wec) key = q.dir;
+        if (!dirs.insert(key).second) {
+          r.problem(t.get("dir")->source(), section + ": dir \"" + dir + "\" is used by another queue: each queue needs its own directory");
+        }
+      } else {
+        r.problem(t.get("dir")->source(), section + ": dir is empty");
+      }
+      if (const toml::node* pn = t.get("plugin")) {
+        if (auto s = pn->value<std::string>(); s && pn->is_string()) {
+          q.plugins.push_back(*s);
+        } else if (const auto* list = pn->as_array()) {
+          for (const auto& el : *list) {
+            if (auto e = el.value<std::string>(); e && el.is_string()) {
+              q.plugins.push_back(*e);
+            } else {
+              r.problem(el.source(), section + ": plugin list entries must be strings");
+            }
+          }
+          if (list->empty()) r.problem(pn->source(), section + ": plugin list is empty");
+        } else {
+          r.problem(pn->source(), section + ": plugin must be a name or a list of names, not " + reader::type_name(*pn));
+        }
+        for (const auto& p : q.plugins) {
+          if (p.empty() || p.find('/') != std::string::npos) {
+            r.problem(pn->source(), section + ": plugin \"" + p + "\" must be a plain name such as \"log_writer\"");
+          } else if (check_plugins) {
+            struct stat st {};
+            const std::string file = plugin_path(c.host, p);
+            if (::stat(file.c_str(), &st) != 0) {
+              r.problem(pn->source(), section + ": plugin \"" + p + "\" not found: no file " + file);
+            }
+          }
+        }
+      } else {
+        r.problem(t.source(), section + " has no plugin: add plugin = \"<name>\" (a lib<name>.so in " + c.host.plugin_dir + ")");
+      }
+      read_queue_settings(r, t, section, q);
+      if (const toml::node* on = t.get("options")) {
+        if (const auto* ot = on->as_table()) {
+          flatten_options(r, *ot, "", q.options);
+        } else {
+          r.problem(on->source(), section + ": options must be a table: write [queue.options]");
+        }
+      }
+      if (q.backoff_max < q.backoff) {
+        r.problem(t.source(), section + ": backoff_max (" + format_duration(q.backoff_max) + ") is less than backoff (" +
+                                  format_duration(q.backoff) + ")");
+      }
+      c.queues.push_back(std::move(q));
+    }
+  }
+  out.problems = std::move(r.problems_);
+  return out;
+}
+
+}  // namespace spoold

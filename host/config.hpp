@@ -1,0 +1,66 @@
+// The TOML file (SPEC §7) turned into a plain struct. Every problem found is
+// reported with file:line:col and what was expected, all at once, so an
+// operator fixes a file in one pass.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "duration.hpp"
+
+namespace spoold {
+
+struct option_entry {
+  std::string key;    // dotted for nested tables
+  std::string value;  // strings as they are, other scalars as TOML text
+  std::int32_t index = -1;  // position in an array, -1 for a scalar
+};
+
+struct queue_config {
+  std::string name;
+  std::string dir;                   // absolute
+  std::vector<std::string> plugins;  // the chain, in order
+  unsigned processes = 1;
+  unsigned max_attempts = 5;
+  duration backoff{1000};
+  duration backoff_max{10 * 60 * 1000};
+  duration timeout{0};  // 0 = no limit
+  unsigned max_tasks = 0;
+  unsigned dir_mode = 0700;
+  unsigned file_mode = 0600;
+  std::vector<option_entry> options;
+};
+
+struct host_config {
+  std::string plugin_dir;  // absolute
+  std::string log_level = "info";
+  std::string log_format = "text";
+  duration shutdown_grace{30 * 1000};
+  // The safety-net rescan of every queue, for missed inotify events and
+  // network filesystems. 0 turns it off.
+  duration rescan_interval{30 * 1000};
+};
+
+struct config {
+  std::string path;  // the file it came from, absolute
+  host_config host;
+  std::vector<queue_config> queues;
+
+  const queue_config* find_queue(const std::string& name) const;
+};
+
+struct config_load {
+  config value;
+  std::vector<std::string> problems;  // empty when the file is valid
+  bool ok() const { return problems.empty(); }
+};
+
+// Reads and validates path. When check_plugins is set, a plugin whose file
+// lib<name>.so is not in plugin_dir is a problem.
+config_load load_config(const std::string& path, bool check_plugins = true);
+
+// The file of a plugin by name: <plugin_dir>/lib<name>.so.
+std::string plugin_path(const host_config& host, const std::string& plugin);
+
+}  // namespace spoold

@@ -1,0 +1,76 @@
+// The one home of raw syscalls in the host: each wrapped once, EINTR
+// retried, errno turned into a message that says what was being done.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "result.hpp"
+
+namespace spoold {
+
+// An owned file descriptor, closed on destruction.
+class unique_fd {
+ public:
+  unique_fd() = default;
+  explicit unique_fd(int fd) : fd_(fd) {}
+  unique_fd(unique_fd&& o) noexcept : fd_(o.release()) {}
+  unique_fd& operator=(unique_fd&& o) noexcept {
+    if (this != &o) reset(o.release());
+    return *this;
+  }
+  unique_fd(const unique_fd&) = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  ~unique_fd() { reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// errno as "No such file or directory (ENOENT)".
+std::string errno_text(int err);
+error io_error(std::string what, int err);
+
+// A wall-clock instant in nanoseconds since the epoch.
+std::int64_t now_ns();
+// CLOCK_MONOTONIC in nanoseconds.
+std::int64_t monotonic_ns();
+std::int64_t mtime_ns(const struct stat& st);
+
+result<unique_fd> open_at(int dirfd, const std::string& name, int flags, mode_t mode = 0);
+result<struct stat> fstat_fd(int fd, const std::string& what);
+// lstat relative to a directory fd; never follows a symlink.
+result<struct stat> lstat_at(int dirfd, const std::string& name);
+// Reads exactly size bytes at offset, or fails naming what.
+result<void> pread_exact(int fd, void* buf, std::size_t size, off_t offset, const std::string& what);
+result<void> write_all(int fd, const void* buf, std::size_t size, const std::string& what);
+result<void> fsync_fd(int fd, const std::string& what);
+result<void> rename_at(int dirfd, const std::string& from, int to_dirfd, const std::string& to);
+result<void> unlink_at(int dirfd, const std::string& name);
+// Creates a directory; an existing directory is not an error.
+result<void> mkdir_at(int dirfd, const std::string& name, mode_t mode);
+// Sets atime and mtime of an open file.
+result<void> set_mtime(int fd, std::int64_t when_ns, const std::string& what);
+
+// Takes a whole-file write lock without waiting: an open-file-description
+// lock, which conflicts with uWSGI's fcntl(F_SETLK) record lock and is not
+// released when another descriptor of the same file is closed.
+// Returns false when someone else holds a conflicting lock.
+result<bool> try_lock_file(int fd, const std::string& what);
+
+// Creates dir and its parents with mode for the ones it creates.
+result<void> make_dirs(const std::string& path, mode_t mode);
+
+}  // namespace spoold

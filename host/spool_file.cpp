@@ -1,0 +1,223 @@
+#include "spool_file.hpp"
+
+#include <fcntl.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <charconv>
+#include <random>
+
+#include "posix.hpp"
+
+namespace spoold {
+
+namespace {
+
+std::uint16_t read_u16(std::string_view bytes, std::size_t at) {
+  return static_cast<std::uint16_t>(static_cast<unsigned char>(bytes[at]) |
+                                    (static_cast<unsigned>(static_cast<unsigned char>(bytes[at + 1])) << 8));
+}
+
+void append_u16(std::string& out, std::size_t v) {
+  out.push_back(static_cast<char>(v & 0xff));
+  out.push_back(static_cast<char>((v >> 8) & 0xff));
+}
+
+parse_result fail(parse_problem p, std::string reason) {
+  parse_result r;
+  r.failure = {p, std::move(reason)};
+  return r;
+}
+
+}  // namespace
+
+std::optional<std::string_view> spool_view::arg(std::string_view key) const {
+  for (auto it = args.rbegin(); it != args.rend(); ++it) {
+    if (it->key == key) return it->value;
+  }
+  return std::nullopt;
+}
+
+parse_result parse_spool_file(std::string_view bytes) {
+  if (bytes.empty()) return fail(parse_problem::incomplete, "the file is empty");
+  if (bytes.size() < k_header_size) {
+    return fail(parse_problem::incomplete,
+                "the file is " + std::to_string(bytes.size()) + " bytes, shorter than the 4-byte header");
+  }
+  const std::size_t args_size = read_u16(bytes, 1);
+  const std::size_t available = bytes.size() - k_header_size;
+  if (args_size > available) {
+    return fail(parse_problem::incomplete, "the header announces " + std::to_string(args_size) +
+                                               " bytes of args but the file has " + std::to_string(available));
+  }
+  spool_view view;
+  const std::string_view block = bytes.substr(k_header_size, args_size);
+  std::size_t pos = 0;
+  while (pos < block.size()) {
+    if (block.size() - pos < 2) {
+      return fail(parse_problem::malformed, "a key length is cut off at args offset " + std::to_string(pos));
+    }
+    const std::size_t key_len = read_u16(block, pos);
+    pos += 2;
+    if (key_len == 0) return fail(parse_problem::malformed, "an empty key at args offset " + std::to_string(pos - 2));
+    if (block.size() - pos < key_len) {
+      return fail(parse_problem::malformed, "a key of " + std::to_string(key_len) + " bytes runs past the args block");
+    }
+    const std::string_view key = block.substr(pos, key_len);
+    pos += key_len;
+    if (block.size() - pos < 2) {
+      return fail(parse_problem::malformed, "the value length of a key is cut off at args offset " + std::to_string(pos));
+    }
+    const std::size_t value_len = read_u16(block, pos);
+    pos += 2;
+    if (block.size() - pos < value_len) {
+      return fail(parse_problem::malformed,
+                  "a value of " + std::to_string(value_len) + " bytes runs past the args block");
+    }
+    view.args.push_back({key, block.substr(pos, value_len)});
+    pos += value_len;
+  }
+  view.body = bytes.substr(k_header_size + args_size);
+  parse_result r;
+  r.task = std::move(view);
+  return r;
+}
+
+result<std::string> encode_spool_file(const std::vector<owned_arg>& args, std::string_view body) {
+  std::size_t args_size = 0;
+  for (const auto& a : args) {
+    if (a.key.empty()) return make_error("an argument has an empty key: the uWSGI format needs at least one byte");
+    if (a.key.size() > k_max_args_size || a.value.size() > k_max_args_size) {
+      return make_error("argument '" + a.key.substr(0, 64) + "' is over 64 KiB: put large values in the body");
+    }
+    args_size += 4 + a.key.size() + a.value.size();
+  }
+  if (args_size > k_max_args_size) {
+    return make_error("the arguments take " + std::to_string(args_size) +
+                      " bytes, over the 65535 the uWSGI format allows: put large values in the body");
+  }
+  std::string out;
+  out.reserve(k_header_size + args_size + body.size());
+  out.push_back(static_cast<char>(k_modifier1_spool));
+  append_u16(out, args_size);
+  out.push_back('\0');
+  for (const auto& a : args) {
+    append_u16(out, a.key.size());
+    out += a.key;
+    append_u16(out, a.value.size());
+    out += a.value;
+  }
+  out.append(body.data(), body.size());
+  return out;
+}
+
+std::vector<owned_arg> rewrite_bookkeeping(const spool_view& task, unsigned attempt,
+                                           std::optional<std::string_view> error_text,
+                                           std::optional<std::int64_t> failed_at) {
+  std::vector<owned_arg> out;
+  out.reserve(task.args.size() + 3);
+  for (const auto& a : task.args) {
+    if (a.key == k_key_attempt || a.key == k_key_error || a.key == k_key_failed_at) continue;
+    out.push_back({std::string(a.key), std::string(a.value)});
+  }
+  out.push_back({std::string(k_key_attempt), std::to_string(attempt)});
+  if (error_text) {
+    // Keep the error short enough that the args block stays within 64 KiB.
+    constexpr std::size_t k_max_error = 2048;
+    std::string text(error_text->substr(0, k_max_error));
+    out.push_back({std::string(k_key_error), std::move(text)});
+  }
+  if (failed_at) out.push_back({std::string(k_key_failed_at), std::to_string(*failed_at)});
+  return out;
+}
+
+unsigned attempt_of(const spool_view& task) {
+  auto v = task.arg(k_key_attempt);
+  if (!v) return 0;
+  unsigned n = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (ec != std::errc() || p != v->data() + v->size()) return 0;
+  return n;
+}
+
+std::optional<std::int64_t> at_of(const spool_view& task) {
+  auto v = task.arg("at");
+  if (!v || v->empty()) return std::nullopt;
+  std::string_view whole = *v;
+  std::string_view frac;
+  if (auto dot = whole.find('.'); dot != std::string_view::npos) {
+    frac = whole.substr(dot + 1);
+    whole = whole.substr(0, dot);
+  }
+  std::int64_t seconds = 0;
+  auto [p, ec] = std::from_chars(whole.data(), whole.data() + whole.size(), seconds);
+  if (ec != std::errc() || p != whole.data() + whole.size()) return std::nullopt;
+  if (seconds <= 0 || seconds > 253402300799) return std::nullopt;  // uWSGI ignores at <= 0; cap at year 9999
+  std::int64_t nanos = 0;
+  std::int64_t scale = 100'000'000;
+  for (char c : frac) {
+    if (c < '0' || c > '9') return std::nullopt;
+    nanos += (c - '0') * scale;
+    scale /= 10;
+    if (scale == 0) break;
+  }
+  return seconds * 1'000'000'000 + nanos;
+}
+
+bool is_task_name(std::string_view name) {
+  if (name.size() <= k_task_prefix.size() || name.substr(0, k_task_prefix.size()) != k_task_prefix) return false;
+  return name.find('/') == std::string_view::npos && name.size() < 256;
+}
+
+bool is_priority_name(std::string_view name) {
+  if (name.empty() || name.size() > 9) return false;
+  for (char c : name) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+std::string make_task_name() {
+  static std::atomic<unsigned long long> counter{0};
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof(host), "localhost");
+  for (char* c = host; *c != '\0'; ++c) {
+    if (*c == '/' || *c == '_') *c = '-';
+  }
+  thread_local std::mt19937 rng(std::random_device{}());
+  timeval tv{};
+  ::gettimeofday(&tv, nullptr);
+  const unsigned long long n = ++counter;
+  return std::string(k_task_prefix) + host + "_" + std::to_string(::getpid()) + "_" + std::to_string(n) + "_" +
+         std::to_string(rng() & 0x7fffffff) + "_" + std::to_string(tv.tv_sec) + "_" + std::to_string(tv.tv_usec);
+}
+
+result<void> write_file_atomically(int dirfd, const std::string& dir_name, const std::string& name,
+                                   std::string_view bytes, const write_options& options) {
+  const std::string temp = std::string(k_temp_prefix) + name;
+  const std::string temp_path = dir_name + "/" + temp;
+  auto fd = open_at(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
+  if (!fd) return make_error(fd.err().message + " in " + dir_name, fd.err().code);
+  auto cleanup_on_error = [&](const error& e) -> result<void> {
+    ::unlinkat(dirfd, temp.c_str(), 0);
+    return e;
+  };
+  if (auto w = write_all(fd->get(), bytes.data(), bytes.size(), temp_path); !w) return cleanup_on_error(w.err());
+  if (options.mtime_ns) {
+    if (auto t = set_mtime(fd->get(), *options.mtime_ns, temp_path); !t) return cleanup_on_error(t.err());
+  }
+  if (options.sync) {
+    if (auto s = fsync_fd(fd->get(), temp_path); !s) return cleanup_on_error(s.err());
+  }
+  fd->reset();
+  if (auto r = rename_at(dirfd, temp, dirfd, name); !r) {
+    return cleanup_on_error(make_error(r.err().message + " in " + dir_name, r.err().code));
+  }
+  if (options.sync) {
+    if (auto s = fsync_fd(dirfd, dir_name); !s) return s;
+  }
+  return {};
+}
+
+}  // namespace spoold
