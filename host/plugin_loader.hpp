@@ -1,0 +1,60 @@
+// Loads a plugin's .so with Boost.DLL and checks what crosses the boundary:
+// the file's owner and mode, the exported entry, its ABI version and struct
+// size. Each failure is one sentence that names the file.
+#pragma once
+
+#include <spoold/plugin.hpp>
+
+#include <boost/dll/shared_library.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "result.hpp"
+
+namespace spoold {
+
+// What one handle() call came back with.
+struct handle_outcome {
+  std::int32_t status = 0;
+  bool threw = false;
+  std::string error;  // the exception's what() when threw
+};
+
+// One plugin instance in a spooler process. The library outlives the
+// instance (members are destroyed in reverse order), and is never unloaded
+// while the process runs: replacing a plugin means replacing the process.
+class loaded_plugin {
+ public:
+  loaded_plugin(std::string name, std::string path, boost::dll::shared_library library, const spoold_plugin_v1* entry,
+                void* instance);
+  ~loaded_plugin();
+  loaded_plugin(const loaded_plugin&) = delete;
+  loaded_plugin& operator=(const loaded_plugin&) = delete;
+
+  const std::string& name() const { return name_; }
+  const std::string& path() const { return path_; }
+
+  // Calls the plugin's init() with the queue's options; the log sink must
+  // outlive this object.
+  result<void> init(const std::string& queue, const std::vector<option_entry>& options, void* log_context,
+                    void (*log)(void*, std::int32_t, const char*, std::size_t));
+  handle_outcome handle(const spoold_task_view& task);
+
+ private:
+  std::string name_;
+  std::string path_;
+  boost::dll::shared_library library_;
+  const spoold_plugin_v1* entry_;
+  void* instance_;
+};
+
+// Refuses a plugin file, or its folder, that a user other than the owner
+// (or root) can write, or whose owner is neither us nor root.
+result<void> check_plugin_trust(const std::string& path);
+
+// Loads <plugin_dir>/lib<name>.so and creates its instance.
+result<std::unique_ptr<loaded_plugin>> load_plugin(const host_config& host, const std::string& name);
+
+}  // namespace spoold

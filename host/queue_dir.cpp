@@ -1,0 +1,263 @@
+#include "queue_dir.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace spoold {
+
+namespace {
+constexpr const char* k_failed = "failed";
+// Task files larger than this are refused rather than read into memory.
+constexpr std::int64_t k_max_task_bytes = std::int64_t{1} << 30;
+}  // namespace
+
+std::optional<task_ref> task_ref::from_relative(std::string_view text) {
+  task_ref ref;
+  if (auto slash = text.find('/'); slash != std::string_view::npos) {
+    ref.priority = std::string(text.substr(0, slash));
+    ref.name = std::string(text.substr(slash + 1));
+    if (!is_priority_name(ref.priority)) return std::nullopt;
+  } else {
+    ref.name = std::string(text);
+  }
+  if (!is_task_name(ref.name)) return std::nullopt;
+  return ref;
+}
+
+file_identity identity_of(const struct stat& st) {
+  return {static_cast<std::uint64_t>(st.st_ino), mtime_ns(st),
+          static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec,
+          static_cast<std::int64_t>(st.st_size)};
+}
+
+std::int64_t due_time(const struct stat& st, const spool_view& view) {
+  std::int64_t due = mtime_ns(st);
+  if (auto at = at_of(view)) due = std::max(due, *at);
+  return due;
+}
+
+result<queue_dir> queue_dir::open(const queue_config& q) {
+  if (auto made = make_dirs(q.dir, q.dir_mode); !made) {
+    return make_error("queue '" + q.name + "': cannot create its directory: " + made.err().message, made.err().code);
+  }
+  auto dir = open_at(AT_FDCWD, q.dir, O_RDONLY | O_DIRECTORY);
+  if (!dir) return make_error("queue '" + q.name + "': " + dir.err().message, dir.err().code);
+  if (::faccessat(dir->get(), ".", R_OK | W_OK | X_OK, AT_EACCESS) != 0) {
+    return io_error("queue '" + q.name + "': directory " + q.dir + " must be readable and writable by this user", errno);
+  }
+  if (auto made = mkdir_at(dir->get(), k_failed, q.dir_mode); !made) {
+    return make_error("queue '" + q.name + "' in " + q.dir + ": " + made.err().message, made.err().code);
+  }
+  struct stat st {};
+  if (::fstatat(dir->get(), k_failed, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+    return make_error("queue '" + q.name + "': " + q.dir + "/failed must be a directory (it is something else)");
+  }
+  return queue_dir(q, std::move(*dir));
+}
+
+std::string queue_dir::display(const task_ref& ref) const { return path_ + "/" + ref.relative(); }
+
+result<int> queue_dir::subdir(const std::string& priority) {
+  if (priority.empty()) return dir_.get();
+  auto it = subdirs_.find(priority);
+  if (it != subdirs_.end()) return it->second.get();
+  if (!is_priority_name(priority) && priority != k_failed) return make_error("not a priority directory: " + priority);
+  auto fd = open_at(dir_.get(), priority, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) return make_error(fd.err().message + " in " + path_, fd.err().code);
+  const int raw = fd->get();
+  subdirs_.emplace(priority, std::move(*fd));
+  return raw;
+}
+
+claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_due) {
+  claim_result out;
+  if (!is_task_name(ref.name) || (!ref.priority.empty() && !is_priority_name(ref.priority))) {
+    out.status = claim_status::rejected;
+    out.reason = "not a task name";
+    return out;
+  }
+  auto dir = subdir(ref.priority);
+  if (!dir) {
+    out.status = dir.err().code == ENOENT ? claim_status::gone : claim_status::io_error;
+    out.reason = dir.err().message;
+    return out;
+  }
+  // O_NONBLOCK: a FIFO or device named like a task must not block us.
+  const int fd = ::openat(*dir, ref.name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) {
+      out.status = claim_status::gone;
+    } else if (err == ELOOP) {
+      out.status = claim_status::rejected;
+      out.reason = "a symbolic link, not a task file: never followed";
+    } else {
+      out.status = err == ENXIO || err == EISDIR ? claim_status::rejected : claim_status::io_error;
+      out.reason = "open " + display(ref) + ": " + errno_text(err);
+    }
+    return out;
+  }
+  claimed_task task;
+  task.ref = ref;
+  task.fd = unique_fd(fd);
+  if (::fstat(fd, &task.st) != 0) {
+    out.reason = io_error("fstat " + display(ref), errno).message;
+    return out;
+  }
+  out.identity = identity_of(task.st);
+  if (!S_ISREG(task.st.st_mode)) {
+    out.status = claim_status::rejected;
+    out.reason = "not a regular file";
+    return out;
+  }
+  auto locked = try_lock_file(fd, display(ref));
+  if (!locked) {
+    out.reason = locked.err().message;
+    return out;
+  }
+  if (!*locked) {
+    out.status = claim_status::busy;
+    return out;
+  }
+  // Between open and lock the task may have been completed (unlinked) or
+  // rewritten (renamed over) by whoever held it.
+  struct stat now_st {};
+  if (::fstat(fd, &task.st) != 0) {
+    out.reason = io_error("fstat " + display(ref), errno).message;
+    return out;
+  }
+  if (task.st.st_nlink == 0 || ::fstatat(*dir, ref.name.c_str(), &now_st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      now_st.st_ino != task.st.st_ino || now_st.st_dev != task.st.st_dev) {
+    out.status = claim_status::gone;
+    return out;
+  }
+  out.identity = identity_of(task.st);
+  if (task.st.st_size > k_max_task_bytes) {
+    std::string reason = "the file is " + std::to_string(task.st.st_size) + " bytes, over the 1 GiB limit for a task";
+    auto moved = move_unparsable(ref, fd, reason);
+    out.status = moved ? claim_status::unparsable : claim_status::io_error;
+    out.reason = moved ? reason : moved.err().message;
+    return out;
+  }
+  task.bytes.resize(static_cast<std::size_t>(task.st.st_size));
+  if (auto r = pread_exact(fd, task.bytes.data(), task.bytes.size(), 0, display(ref)); !r) {
+    out.reason = r.err().message;
+    return out;
+  }
+  auto parsed = parse_spool_file(task.bytes);
+  if (!parsed.ok()) {
+    const std::int64_t age = now - mtime_ns(task.st);
+    if (parsed.failure.problem == parse_problem::incomplete && age < k_incomplete_grace_ns && age > -k_incomplete_grace_ns) {
+      out.status = claim_status::incomplete;
+      out.due_ns = mtime_ns(task.st) + k_incomplete_grace_ns;
+      out.reason = parsed.failure.reason;
+      return out;
+    }
+    auto moved = move_unparsable(ref, fd, parsed.failure.reason);
+    out.status = moved ? claim_status::unparsable : claim_status::io_error;
+    out.reason = moved ? parsed.failure.reason : moved.err().message;
+    return out;
+  }
+  task.view = std::move(*parsed.task);
+  task.attempt = attempt_of(task.view);
+  const std::int64_t due = due_time(task.st, task.view);
+  if (check_due && due > now) {
+    out.status = claim_status::not_due;
+    out.due_ns = due;
+    return out;
+  }
+  out.status = claim_status::claimed;
+  out.task = std::move(task);
+  return out;
+}
+
+result<void> queue_dir::remove(claimed_task& task) {
+  auto dir = subdir(task.ref.priority);
+  if (!dir) return dir.err();
+  if (auto r = unlink_at(*dir, task.ref.name); !r) {
+    return make_error(r.err().message + " in " + path_, r.err().code);
+  }
+  return {};
+}
+
+result<void> queue_dir::reschedule(claimed_task& task, unsigned attempt, const std::string& error_text,
+                                   std::int64_t due_ns) {
+  auto dir = subdir(task.ref.priority);
+  if (!dir) return dir.err();
+  auto args = rewrite_bookkeeping(task.view, attempt, error_text, std::nullopt);
+  auto bytes = encode_spool_file(args, task.view.body);
+  if (!bytes) return make_error("rewrite " + display(task.ref) + ": " + bytes.err().message);
+  write_options options;
+  options.mtime_ns = due_ns;
+  options.mode = config_.file_mode;
+  std::string where = task.ref.priority.empty() ? path_ : path_ + "/" + task.ref.priority;
+  return write_file_atomically(*dir, where, task.ref.name, *bytes, options);
+}
+
+result<void> queue_dir::fail(claimed_task& task, unsigned attempt, const std::string& error_text) {
+  auto failed = subdir(k_failed);
+  if (!failed) return failed.err();
+  auto args = rewrite_bookkeeping(task.view, attempt, error_text, now_ns() / 1'000'000'000);
+  auto bytes = encode_spool_file(args, task.view.body);
+  if (!bytes) return make_error("rewrite " + display(task.ref) + ": " + bytes.err().message);
+  write_options options;
+  options.mode = config_.file_mode;
+  if (auto w = write_file_atomically(*failed, path_ + "/failed", task.ref.name, *bytes, options); !w) return w;
+  return remove(task);
+}
+
+result<void> queue_dir::move_unparsable(const task_ref& ref, int file_fd, const std::string& reason) {
+  (void)file_fd;
+  auto failed = subdir(k_failed);
+  if (!failed) return failed.err();
+  auto dir = subdir(ref.priority);
+  if (!dir) return dir.err();
+  write_options options;
+  options.mode = config_.file_mode;
+  const std::string text = "spoold could not parse " + display(ref) + ": " + reason + "\n";
+  if (auto w = write_file_atomically(*failed, path_ + "/failed", ref.name + ".error", text, options); !w) return w;
+  if (auto r = rename_at(*dir, ref.name, *failed, ref.name); !r) {
+    return make_error(r.err().message + " in " + path_, r.err().code);
+  }
+  return {};
+}
+
+unsigned queue_dir::remove_stale_temp_files(std::int64_t max_age_ns, std::int64_t now) {
+  unsigned removed = 0;
+  std::vector<std::string> dirs = {""};
+  {
+    unique_fd scan(::openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    DIR* d = scan.valid() ? ::fdopendir(scan.release()) : nullptr;
+    if (d != nullptr) {
+      while (dirent* e = ::readdir(d)) {
+        if (is_priority_name(e->d_name) || std::string_view(e->d_name) == k_failed) dirs.emplace_back(e->d_name);
+      }
+      ::closedir(d);
+    }
+  }
+  for (const auto& name : dirs) {
+    auto fd = subdir(name);
+    if (!fd) continue;
+    unique_fd scan(::openat(*fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    DIR* d = scan.valid() ? ::fdopendir(scan.release()) : nullptr;
+    if (d == nullptr) continue;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n(e->d_name);
+      if (n.substr(0, k_temp_prefix.size()) != k_temp_prefix) continue;
+      struct stat st {};
+      if (::fstatat(*fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+      // ctime, not mtime: a rescheduled task's temp file has its due time as mtime.
+      const std::int64_t changed = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+      if (now - changed < max_age_ns) continue;
+      if (::unlinkat(*fd, e->d_name, 0) == 0) ++removed;
+    }
+    ::closedir(d);
+  }
+  return removed;
+}
+
+}  // namespace spoold

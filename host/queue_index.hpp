@@ -1,0 +1,87 @@
+// The master's view of one queue: which task names are waiting, which are
+// in a spooler's hands, which wait for a time, and which no plugin took.
+//
+// It is fed by inotify events and by an incremental scan of each directory
+// (the top one and every numeric priority directory), read a batch at a
+// time and only when there is nothing else to hand out, so the cost per task
+// does not grow with the backlog and a million waiting tasks are never all
+// in memory. One index per queue means one scan per queue, however many
+// spooler processes it has (bench/DESIGN.md says why).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "protocol.hpp"
+#include "queue_dir.hpp"
+
+struct inotify_event;
+
+namespace spoold {
+
+class queue_index {
+ public:
+  queue_index(queue_dir& dir, int inotify_fd);
+  ~queue_index();
+  queue_index(const queue_index&) = delete;
+  queue_index& operator=(const queue_index&) = delete;
+
+  // Watches the top directory and starts scanning it.
+  result<void> start();
+  // True when wd is one of this queue's watches.
+  bool owns(int wd) const { return sources_by_wd_.count(wd) != 0; }
+  void on_event(const inotify_event& e);
+  // Starts a new pass over every directory (missed events, overflow).
+  void rescan();
+
+  // The next task to hand out, marked as in a spooler's hands; nullopt when
+  // nothing is due.
+  std::optional<std::string> next_due(std::int64_t now);
+  // A spooler's report on a task it was handed.
+  void on_report(const std::string& task, const report& r, std::int64_t now);
+  // A task handed out but never started (its spooler stopped first).
+  void on_returned(const std::string& task);
+  // The earliest time a waiting task becomes due; INT64_MAX if none.
+  std::int64_t next_wakeup();
+
+  std::size_t known_count() const { return known_.size(); }
+
+ private:
+  enum class state : std::uint8_t { pending, in_flight, waiting, ignored };
+  struct entry {
+    state st = state::pending;
+    std::int64_t due_ns = 0;
+    file_identity identity;
+  };
+  struct source;
+
+  source* add_source(const std::string& priority);
+  void remove_source(source& s);
+  // Reads the next batch of names from s's scan into s.pending.
+  void read_batch(source& s);
+  // A name seen by a scan or an event: queued unless already known.
+  void offer(source& s, const std::string& name, bool from_event);
+  void wait_until(const std::string& task, std::int64_t due);
+
+  queue_dir& dir_;
+  int inotify_fd_;
+  std::map<std::int64_t, std::unique_ptr<source>> sources_;  // by priority; the top directory last
+  std::unordered_map<int, source*> sources_by_wd_;
+  std::unordered_map<std::string, entry> known_;
+  std::priority_queue<std::pair<std::int64_t, std::string>, std::vector<std::pair<std::int64_t, std::string>>,
+                      std::greater<>>
+      waiting_;
+  // Names deleted since their last event: a close event after the delete
+  // (a spooler closing the task it just removed) is not a new task.
+  std::unordered_set<std::string> deleted_;
+};
+
+}  // namespace spoold

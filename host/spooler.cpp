@@ -1,0 +1,286 @@
+#include "spooler.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
+
+#include "backoff.hpp"
+#include "logging.hpp"
+#include "plugin_loader.hpp"
+#include "queue_dir.hpp"
+
+namespace spoold {
+
+namespace {
+
+volatile sig_atomic_t g_terminate = 0;
+
+void on_terminate(int) { g_terminate = 1; }
+
+// The order after fork: signals first (so nothing inherited from the master
+// runs here), then the parent-death signal, then everything else.
+void reset_process_state(pid_t master_pid) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+  }
+  // A terminal's Ctrl-C reaches the whole process group: the master decides
+  // how spoolers stop, so they ignore it.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = on_terminate;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocked recv() returns EINTR
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != master_pid) ::_exit(k_spooler_exit_ok);  // the master died before prctl
+}
+
+struct plugin_log_context {
+  std::string plugin;
+  std::string queue;
+};
+
+void plugin_log(void* context, std::int32_t level, const char* message, std::size_t size) {
+  const auto* c = static_cast<const plugin_log_context*>(context);
+  const std::string_view text(message, size);
+  const auto lvl = level >= SPOOLD_LOG_ERROR  ? spdlog::level::err
+                   : level == SPOOLD_LOG_WARN ? spdlog::level::warn
+                   : level == SPOOLD_LOG_INFO ? spdlog::level::info
+                                              : spdlog::level::debug;
+  spdlog::log(lvl, "plugin {} queue={}: {}", c->plugin, c->queue, text);
+}
+
+const char* status_name(std::int32_t s) {
+  switch (s) {
+    case static_cast<int>(Status::Ok): return "ok";
+    case static_cast<int>(Status::Retry): return "retry";
+    case static_cast<int>(Status::Fail): return "fail";
+    case static_cast<int>(Status::Ignore): return "ignore";
+    default: return "unknown";
+  }
+}
+
+std::string ms_text(std::int64_t ns) { return fmt::format("{:.1f}ms", static_cast<double>(ns) / 1e6); }
+
+class spooler {
+ public:
+  spooler(const host_config& host, const queue_config& queue, int socket_fd, spooler_slot* slot)
+      : host_(host), queue_(queue), socket_(socket_fd), slot_(slot) {}
+
+  int run() {
+    auto dir = queue_dir::open(queue_);
+    if (!dir) {
+      spdlog::error("spooler for queue {}: {}", queue_.name, dir.err().message);
+      return k_spooler_exit_queue_dir;
+    }
+    dir_ = std::make_unique<queue_dir>(std::move(*dir));
+    if (int code = load_chain(); code != 0) return code;
+    spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_names());
+    char buf[k_max_message];
+    unsigned handled = 0;
+    while (g_terminate == 0 && slot_->stop.load() == 0) {
+      const ssize_t n = ::recv(socket_, buf, sizeof(buf), 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        spdlog::error("spooler for queue {}: recv from the master: {}", queue_.name, errno_text(errno));
+        return k_spooler_exit_socket;
+      }
+      if (n == 0) break;  // the master closed our socket: stop
+      assignment a;
+      if (!decode(buf, static_cast<std::size_t>(n), a)) continue;
+      if (g_terminate != 0 || slot_->stop.load() != 0) break;
+      bool ran_plugin = false;
+      report r = take(a, ran_plugin);
+      if (::send(socket_, &r, sizeof(r), MSG_NOSIGNAL) < 0) {
+        if (errno == EPIPE || errno == ECONNRESET) break;
+        spdlog::error("spooler for queue {}: send to the master: {}", queue_.name, errno_text(errno));
+        return k_spooler_exit_socket;
+      }
+      if (ran_plugin && queue_.max_tasks != 0 && ++handled >= queue_.max_tasks) {
+        spdlog::info("spooler for queue {} handled {} tasks (max_tasks): recycling", queue_.name, handled);
+        break;
+      }
+    }
+    return k_spooler_exit_ok;
+  }
+
+ private:
+  int load_chain() {
+    for (const auto& name : queue_.plugins) {
+      auto loaded = load_plugin(host_, name);
+      if (!loaded) {
+        spdlog::error("spooler for queue {}: {}", queue_.name, loaded.err().message);
+        return k_spooler_exit_plugin;
+      }
+      log_contexts_.push_back(std::make_unique<plugin_log_context>(plugin_log_context{name, queue_.name}));
+      if (auto init = (*loaded)->init(queue_.name, queue_.options, log_contexts_.back().get(), &plugin_log); !init) {
+        spdlog::error("spooler for queue {}: {}", queue_.name, init.err().message);
+        return k_spooler_exit_plugin;
+      }
+      chain_.push_back(std::move(*loaded));
+    }
+    return 0;
+  }
+
+  std::string chain_names() const {
+    std::string out;
+    for (const auto& p : chain_) out += (out.empty() ? "" : " -> ") + p->name();
+    return out;
+  }
+
+  report take(const assignment& a, bool& ran_plugin) {
+    report r;
+    r.seq = a.seq;
+    auto ref = task_ref::from_relative(a.task);
+    if (!ref) {
+      spdlog::warn("queue {}: refusing task name {}: not a task file name", queue_.name, log_quote(a.task));
+      r.result = outcome::rejected;
+      return r;
+    }
+    auto c = dir_->claim(*ref, now_ns());
+    r.identity = c.identity;
+    r.due_ns = c.due_ns;
+    switch (c.status) {
+      case claim_status::claimed: break;
+      case claim_status::busy: r.result = outcome::busy; return r;
+      case claim_status::gone: r.result = outcome::gone; return r;
+      case claim_status::not_due: r.result = outcome::not_due; return r;
+      case claim_status::incomplete: r.result = outcome::incomplete; return r;
+      case claim_status::unparsable:
+        spdlog::warn("task {} queue={} status=unparsable moved to failed/: {}", ref->name, queue_.name, c.reason);
+        r.result = outcome::unparsable;
+        return r;
+      case claim_status::rejected:
+        spdlog::warn("queue {}: skipping {}/{}: {}", queue_.name, queue_.dir, ref->relative(), c.reason);
+        r.result = outcome::rejected;
+        return r;
+      case claim_status::io_error:
+        spdlog::warn("queue {}: cannot take {}: {}", queue_.name, ref->relative(), c.reason);
+        r.result = outcome::io_error;
+        return r;
+    }
+    ran_plugin = true;
+    claimed_task& task = *c.task;
+    const std::int64_t started = monotonic_ns();
+    slot_->started_ns.store(started);
+    slot_->current_seq.store(a.seq);
+    r.result = run_chain(task, started, r.due_ns);
+    slot_->current_seq.store(0);
+    return r;
+  }
+
+  outcome run_chain(claimed_task& task, std::int64_t started, std::int64_t& due_ns) {
+    std::vector<spoold_arg> args;
+    args.reserve(task.view.args.size());
+    for (const auto& kv : task.view.args) {
+      args.push_back({{kv.key.data(), kv.key.size()}, {kv.value.data(), kv.value.size()}});
+    }
+    spoold_task_view view{sizeof(spoold_task_view),
+                          task.attempt,
+                          {task.ref.name.data(), task.ref.name.size()},
+                          {queue_.name.data(), queue_.name.size()},
+                          args.data(),
+                          args.size(),
+                          {task.view.body.data(), task.view.body.size()}};
+    std::int32_t status = static_cast<std::int32_t>(Status::Ignore);
+    std::string error_text;
+    const loaded_plugin* decided_by = nullptr;
+    for (const auto& plugin : chain_) {
+      handle_outcome o = plugin->handle(view);
+      if (o.threw) {
+        status = static_cast<std::int32_t>(Status::Retry);
+        error_text = "plugin '" + plugin->name() + "' threw: " + o.error;
+        decided_by = plugin.get();
+        break;
+      }
+      if (o.status == static_cast<std::int32_t>(Status::Ignore)) continue;
+      decided_by = plugin.get();
+      status = o.status;
+      if (status != static_cast<std::int32_t>(Status::Ok) && status != static_cast<std::int32_t>(Status::Retry) &&
+          status != static_cast<std::int32_t>(Status::Fail)) {
+        error_text = "plugin '" + plugin->name() + "' returned " + std::to_string(status) +
+                     ", which is not a Status (Ok -2, Retry -1, Fail -3, Ignore 0): treated as Retry";
+        status = static_cast<std::int32_t>(Status::Retry);
+      }
+      break;
+    }
+    const std::string took = ms_text(monotonic_ns() - started);
+    const std::string plugin_name = decided_by != nullptr ? decided_by->name() : chain_names();
+    const unsigned tries = task.attempt + 1;
+    if (status == static_cast<std::int32_t>(Status::Ignore)) {
+      spdlog::info("task {} queue={} plugin={} status=ignore attempt={} duration={}: left in place, not offered again until it changes",
+                   task.ref.name, queue_.name, plugin_name, task.attempt, took);
+      return outcome::ignored;
+    }
+    if (status == static_cast<std::int32_t>(Status::Ok)) {
+      if (auto removed = dir_->remove(task); !removed) {
+        spdlog::warn("task {} queue={} plugin={} status=ok attempt={} duration={}: {}", task.ref.name, queue_.name,
+                     plugin_name, task.attempt, took, removed.err().message);
+        return outcome::gone;
+      }
+      spdlog::info("task {} queue={} plugin={} status=ok attempt={} duration={}", task.ref.name, queue_.name,
+                   plugin_name, task.attempt, took);
+      return outcome::done;
+    }
+    if (status == static_cast<std::int32_t>(Status::Fail) || tries >= queue_.max_attempts) {
+      const bool by_fail = status == static_cast<std::int32_t>(Status::Fail);
+      if (error_text.empty()) {
+        error_text = by_fail ? "plugin '" + plugin_name + "' returned Fail" : "plugin '" + plugin_name + "' returned Retry";
+      }
+      if (!by_fail) error_text += " (gave up after " + std::to_string(tries) + " of max_attempts " + std::to_string(queue_.max_attempts) + ")";
+      if (auto moved = dir_->fail(task, tries, error_text); !moved) {
+        spdlog::error("task {} queue={}: cannot move it to failed/: {}; it stays pending", task.ref.name, queue_.name,
+                      moved.err().message);
+        return outcome::io_error;
+      }
+      spdlog::warn("task {} queue={} plugin={} status={} attempt={} duration={}: moved to failed/: {}", task.ref.name,
+                   queue_.name, plugin_name, status_name(status), task.attempt, took, error_text);
+      return outcome::failed;
+    }
+    if (error_text.empty()) error_text = "plugin '" + plugin_name + "' returned Retry";
+    const duration delay = retry_delay(tries, queue_.backoff, queue_.backoff_max, random_jitter());
+    due_ns = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count();
+    if (auto re = dir_->reschedule(task, tries, error_text, due_ns); !re) {
+      spdlog::error("task {} queue={}: cannot reschedule it: {}; it stays as it was", task.ref.name, queue_.name,
+                    re.err().message);
+      return outcome::io_error;
+    }
+    spdlog::info("task {} queue={} plugin={} status=retry attempt={} duration={} next_try_in={}: {}", task.ref.name,
+                 queue_.name, plugin_name, task.attempt, took, format_duration(delay), error_text);
+    return outcome::rescheduled;
+  }
+
+  const host_config& host_;
+  const queue_config& queue_;
+  int socket_;
+  spooler_slot* slot_;
+  std::unique_ptr<queue_dir> dir_;
+  std::vector<std::unique_ptr<plugin_log_context>> log_contexts_;
+  std::vector<std::unique_ptr<loaded_plugin>> chain_;
+};
+
+}  // namespace
+
+void run_spooler(const host_config& host, const queue_config& queue, int socket_fd, spooler_slot* slot,
+                 pid_t master_pid) {
+  reset_process_state(master_pid);
+  setup_logging(host.log_level, host.log_format, "spooler");
+  int code = 0;
+  {
+    spooler s(host, queue, socket_fd, slot);
+    code = s.run();
+  }
+  spdlog::default_logger()->flush();
+  ::_exit(code);
+}
+
+}  // namespace spoold
