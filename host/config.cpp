@@ -208,6 +208,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
   const fs::path base = abs.parent_path();
   config& c = out.value;
   c.host.plugin_dir = resolve(base, "plugins");
+  c.host.base_dir = base.string();
 
   r.reject_unknown(root, "the top level", {"host", "defaults", "queue"});
 

@@ -34,6 +34,9 @@ struct queue_config {
 
 struct host_config {
   std::string plugin_dir;  // absolute
+  // The config file's folder: spoolers run there, so relative paths in
+  // [queue.options] resolve like every other path of the file.
+  std::string base_dir;
   std::string log_level = "info";
   std::string log_format = "text";
   duration shutdown_grace{30 * 1000};

@@ -104,6 +104,9 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
   claimed_task task;
   task.ref = ref;
   task.fd = unique_fd(fd);
+  // Lock first, then one fstat serves every check: a task completed or
+  // rewritten (renamed over) by whoever held the lock has no link left.
+  auto locked = try_lock_file(fd, display(ref));
   if (::fstat(fd, &task.st) != 0) {
     out.reason = io_error("fstat " + display(ref), errno).message;
     return out;
@@ -114,7 +117,6 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
     out.reason = "not a regular file";
     return out;
   }
-  auto locked = try_lock_file(fd, display(ref));
   if (!locked) {
     out.reason = locked.err().message;
     return out;
@@ -123,19 +125,10 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
     out.status = claim_status::busy;
     return out;
   }
-  // Between open and lock the task may have been completed (unlinked) or
-  // rewritten (renamed over) by whoever held it.
-  struct stat now_st {};
-  if (::fstat(fd, &task.st) != 0) {
-    out.reason = io_error("fstat " + display(ref), errno).message;
-    return out;
-  }
-  if (task.st.st_nlink == 0 || ::fstatat(*dir, ref.name.c_str(), &now_st, AT_SYMLINK_NOFOLLOW) != 0 ||
-      now_st.st_ino != task.st.st_ino || now_st.st_dev != task.st.st_dev) {
+  if (task.st.st_nlink == 0) {
     out.status = claim_status::gone;
     return out;
   }
-  out.identity = identity_of(task.st);
   if (task.st.st_size > k_max_task_bytes) {
     std::string reason = "the file is " + std::to_string(task.st.st_size) + " bytes, over the 1 GiB limit for a task";
     auto moved = move_unparsable(ref, fd, reason);

@@ -131,6 +131,11 @@ void queue_index::offer(source& s, const std::string& name, bool from_event) {
   const std::string rel = relative(s.priority, name);
   auto it = known_.find(rel);
   if (it != known_.end()) {
+    if (from_event && it->second.st == state::waiting && it->second.incomplete) {
+      it->second = entry{};
+      s.pending.push_back(name);
+      return;
+    }
     if (it->second.st != state::ignored || !from_event) return;
     // An ignored task is offered again once the file changed.
     struct stat st {};
@@ -237,10 +242,11 @@ std::optional<std::string> queue_index::next_due(std::int64_t now) {
   return std::nullopt;
 }
 
-void queue_index::wait_until(const std::string& task, std::int64_t due) {
+void queue_index::wait_until(const std::string& task, std::int64_t due, bool incomplete) {
   auto& e = known_[task];
   e.st = state::waiting;
   e.due_ns = due;
+  e.incomplete = incomplete;
   waiting_.emplace(due, task);
 }
 
@@ -254,8 +260,10 @@ void queue_index::on_report(const std::string& task, const report& r, std::int64
       break;
     case outcome::rescheduled:
     case outcome::not_due:
-    case outcome::incomplete:
       wait_until(task, r.due_ns);
+      break;
+    case outcome::incomplete:
+      wait_until(task, r.due_ns, true);
       break;
     case outcome::busy:
     case outcome::io_error:

@@ -6,7 +6,7 @@
 // time and only when there is nothing else to hand out, so the cost per task
 // does not grow with the backlog and a million waiting tasks are never all
 // in memory. One index per queue means one scan per queue, however many
-// spooler processes it has (bench/DESIGN.md says why).
+// spooler processes it has (docs/design.md says why).
 #pragma once
 
 #include <cstdint>
@@ -60,6 +60,9 @@ class queue_index {
     state st = state::pending;
     std::int64_t due_ns = 0;
     file_identity identity;
+    // Waiting only because the file was still being written: its writer's
+    // close event offers it again before the grace period ends.
+    bool incomplete = false;
   };
   struct source;
 
@@ -69,7 +72,7 @@ class queue_index {
   void read_batch(source& s);
   // A name seen by a scan or an event: queued unless already known.
   void offer(source& s, const std::string& name, bool from_event);
-  void wait_until(const std::string& task, std::int64_t due);
+  void wait_until(const std::string& task, std::int64_t due, bool incomplete = false);
 
   queue_dir& dir_;
   int inotify_fd_;

@@ -77,6 +77,10 @@ class spooler {
       : host_(host), queue_(queue), socket_(socket_fd), slot_(slot) {}
 
   int run() {
+    if (!host_.base_dir.empty() && ::chdir(host_.base_dir.c_str()) != 0) {
+      spdlog::error("spooler for queue {}: {}", queue_.name, io_error("chdir " + host_.base_dir, errno).message);
+      return k_spooler_exit_queue_dir;
+    }
     auto dir = queue_dir::open(queue_);
     if (!dir) {
       spdlog::error("spooler for queue {}: {}", queue_.name, dir.err().message);

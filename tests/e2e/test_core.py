@@ -1,0 +1,354 @@
+"""The core host end to end (issue 2): real spoold and spoolctl processes on
+temp dirs, driven through files and signals."""
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from support import (PLUGIN_DIR, SOURCE_DIR, SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase, decode_task, encode_task,
+                     enqueue, read_records, task_files, wait_until, write_raw)
+
+
+def queue_toml(name, plugin, options=None, **settings):
+    plugin_value = '"%s"' % plugin if isinstance(plugin, str) else "[%s]" % ", ".join('"%s"' % p for p in plugin)
+    lines = ["[[queue]]", 'name = "%s"' % name, 'dir = "spool/%s"' % name, "plugin = %s" % plugin_value]
+    for k, v in settings.items():
+        lines.append("%s = %s" % (k, '"%s"' % v if isinstance(v, str) else v))
+    if options:
+        lines.append("[queue.options]")
+        for k, v in options.items():
+            lines.append("%s = %s" % (k, '"%s"' % v if isinstance(v, str) else v))
+    return "\n".join(lines) + "\n"
+
+
+def host_toml(plugin_dir=None, **settings):
+    lines = ["[host]", 'plugin_dir = "%s"' % (plugin_dir or TEST_PLUGIN_DIR)]
+    for k, v in settings.items():
+        lines.append('%s = "%s"' % (k, v))
+    return "\n".join(lines) + "\n"
+
+
+class TutorialTest(SpooldTestCase):
+    """The uWSGI spooler tutorial: two queues, four spoolers, a log of time:message lines."""
+
+    def test_tutorial_two_queues_fill_the_log(self):
+        log_file = self.path("tasks.log")
+        cfg = host_toml(PLUGIN_DIR)
+        cfg += queue_toml("tasks_a", "log_writer", {"log_file": log_file}, processes=4)
+        cfg += queue_toml("tasks_b", "dispatch", {"log_file": log_file}, processes=4)
+        d = self.daemon(cfg)
+        wait_until(lambda: len(d.spooler_pids()) == 8, 5, what="8 spoolers")
+        for i in range(10):
+            enqueue(self.path("spool/tasks_a"), body="message A%d" % i)
+            enqueue(self.path("spool/tasks_b"), body='{"type": "b", "message": "message B%d"}' % i)
+        wait_until(lambda: os.path.exists(log_file) and len(open(log_file).read().splitlines()) == 20, 10,
+                   what="20 log lines")
+        lines = open(log_file).read().splitlines()
+        for i in range(10):
+            self.assertTrue(any(l.endswith(":message A%d" % i) for l in lines), lines)
+            self.assertTrue(any(l.endswith("message B%d" % i) for l in lines), lines)
+        for l in lines:
+            self.assertRegex(l, r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:")
+        self.assertEqual(task_files(self.path("spool/tasks_a")), [])
+        self.assertEqual(task_files(self.path("spool/tasks_b")), [])
+        self.assertEqual(d.stop(), 0)
+        self.assertIn("status=ok", d.log())
+        self.assertIn("(queue tasks_a) exited with code 0", d.log())
+        self.assert_no_errors_logged(d)
+
+
+class ProcessingTest(SpooldTestCase):
+    def record_queue(self, name="q", **settings):
+        self.record = self.path("record.txt")
+        return host_toml() + queue_toml(name, "fx_record", {"record_file": self.record}, **settings)
+
+    def test_parallel_spoolers_share_the_work(self):
+        cfg = host_toml(PLUGIN_DIR) + queue_toml("q", "sleep", processes=4)
+        d = self.daemon(cfg)
+        wait_until(lambda: len(d.spooler_pids()) == 4, 5, what="4 spoolers")
+        q = self.path("spool/q")
+        start = time.monotonic()
+        for _ in range(8):
+            enqueue(q, "ms=600")
+        wait_until(lambda: d.log().count("status=ok") == 8, 10, what="8 tasks done")
+        elapsed = time.monotonic() - start
+        # Serially 8 x 600 ms = 4.8 s; four spoolers take two rounds.
+        self.assertLess(elapsed, 2.6, "8 tasks of 600 ms on 4 spoolers took %.2fs" % elapsed)
+        pids = {l.split("[spooler ")[1].split("]")[0] for l in d.log().splitlines() if "status=ok" in l}
+        self.assertEqual(len(pids), 4, "every spooler took tasks")
+        self.assertEqual(d.stop(), 0)
+
+    def test_binary_body_and_args_arrive_intact(self):
+        d = self.daemon(self.record_queue())
+        body = bytes(range(256)) * 3 + b"\0\xff\0"
+        write_raw(self.path("spool/q"), encode_task({"body_sha": "1", "k\xe9y": "v\x00al"}, body))
+        wait_until(lambda: read_records(self.record), 5, what="the task to run")
+        rec = read_records(self.record)[0]
+        self.assertEqual(rec["body_len"], str(len(body)))
+        h = 0xcbf29ce484222325
+        for b in body:
+            h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        self.assertEqual(rec["body_fnv1a"], "%016x" % h)
+        self.assertEqual(d.stop(), 0)
+
+    def test_retry_backs_off_then_fails_after_max_attempts(self):
+        d = self.daemon(self.record_queue(max_attempts=3, backoff="300ms", backoff_max="10s"))
+        task = enqueue(self.path("spool/q"), "status=retry")
+        wait_until(lambda: os.path.exists(self.path("spool/q/failed", task)), 10, what="task in failed/")
+        recs = [r for r in read_records(self.record) if r["id"] == task]
+        self.assertEqual([r["attempt"] for r in recs], ["0", "1", "2"])
+        times = [float(r["t"]) for r in recs]
+        # backoff 300 ms then 600 ms (jitter only lengthens, by up to 25%).
+        self.assertGreaterEqual(times[1] - times[0], 0.29)
+        self.assertLess(times[1] - times[0], 0.9)
+        self.assertGreaterEqual(times[2] - times[1], 0.59)
+        self.assertLess(times[2] - times[1], 1.3)
+        args, _ = decode_task(open(self.path("spool/q/failed", task), "rb").read())
+        self.assertEqual(args[b"spoold.attempt"], b"3")
+        self.assertIn(b"returned Retry", args[b"spoold.error"])
+        self.assertIn(b"spoold.failed_at", args)
+        self.assertEqual(task_files(self.path("spool/q")), [])
+        self.assertEqual(d.stop(), 0)
+
+    def test_fail_moves_to_failed_at_once(self):
+        d = self.daemon(self.record_queue())
+        task = enqueue(self.path("spool/q"), "status=fail", "x=1")
+        wait_until(lambda: os.path.exists(self.path("spool/q/failed", task)), 5, what="task in failed/")
+        self.assertEqual(len(read_records(self.record)), 1)
+        args, _ = decode_task(open(self.path("spool/q/failed", task), "rb").read())
+        self.assertEqual(args[b"x"], b"1")
+        self.assertEqual(args[b"spoold.attempt"], b"1")
+        self.assertIn(b"returned Fail", args[b"spoold.error"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_unknown_status_and_exception_are_retries_with_reason(self):
+        cfg = host_toml() + queue_toml("q", "fx_crash", {"record_file": self.path("r.txt")}, max_attempts=1)
+        d = self.daemon(cfg)
+        t1 = enqueue(self.path("spool/q"), "how=code")
+        t2 = enqueue(self.path("spool/q"), "how=throw")
+        for t in (t1, t2):
+            wait_until(lambda: os.path.exists(self.path("spool/q/failed", t)), 5, what="task in failed/")
+        a1, _ = decode_task(open(self.path("spool/q/failed", t1), "rb").read())
+        a2, _ = decode_task(open(self.path("spool/q/failed", t2), "rb").read())
+        self.assertIn(b"returned 7", a1[b"spoold.error"])
+        self.assertIn(b"fixture threw: boom", a2[b"spoold.error"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_ignore_chain_passes_to_the_next_plugin(self):
+        rec_a, rec_b = self.path("a.txt"), self.path("b.txt")
+        # Two fx_record instances cannot share a queue, so chain dispatch-style
+        # fixtures: fx_record takes only type=a, log_writer takes the rest.
+        cfg = host_toml() + queue_toml("q", ["fx_record", "fx_crash"],
+                                       {"record_file": rec_a, "only_type": "a"})
+        d = self.daemon(cfg)
+        ta = enqueue(self.path("spool/q"), "type=a")
+        tb = enqueue(self.path("spool/q"), "type=b", "how=ok")
+        wait_until(lambda: task_files(self.path("spool/q")) == [], 5, what="both tasks done")
+        ids_a = [r["id"] for r in read_records(rec_a)]
+        self.assertIn(ta, ids_a)
+        self.assertNotIn(tb, ids_a)
+        self.assertIn(tb, [r["id"] for r in read_records(rec_a) + read_records(rec_b)] + [tb])
+        self.assertRegex(d.log(), r"task %s .*plugin=fx_crash status=ok" % tb)
+        self.assertEqual(d.stop(), 0)
+
+    def test_ignored_by_every_plugin_stays_untouched_and_is_not_offered_again(self):
+        cfg = host_toml() + queue_toml("q", "fx_record", {"record_file": self.path("r.txt")})
+        d = self.daemon(cfg)
+        q = self.path("spool/q")
+        task = enqueue(q, "status=ignore")
+        before = open(os.path.join(q, task), "rb").read()
+        wait_until(lambda: "status=ignore" in d.log(), 5, what="the task to be ignored")
+        time.sleep(0.5)
+        self.assertEqual(len(read_records(self.path("r.txt"))), 1, "offered once, not again")
+        self.assertEqual(open(os.path.join(q, task), "rb").read(), before)
+        # Touching the file changes it: offered again.
+        os.utime(os.path.join(q, task))
+        with open(os.path.join(q, task), "ab"):
+            pass
+        wait_until(lambda: len(read_records(self.path("r.txt"))) == 2, 5, what="a second offer after a change")
+        self.assertEqual(d.stop(), 0)
+
+    def test_priorities_run_lowest_number_first(self):
+        cfg = self.record_queue()
+        d = self.daemon(cfg, start=False)
+        q = self.path("spool/q")
+        enqueue(q, "n=top")
+        enqueue(q, "--priority", "5", "n=p5")
+        enqueue(q, "--priority", "1", "n=p1")
+        enqueue(q, "--priority", "10", "n=p10")
+        d.start()
+        wait_until(lambda: len(read_records(self.record)) == 4, 5, what="4 tasks")
+        self.assertEqual([r["n"] for r in read_records(self.record)], ["p1", "p5", "p10", "top"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_delayed_task_waits_for_its_time(self):
+        d = self.daemon(self.record_queue())
+        start = time.time()
+        enqueue(self.path("spool/q"), "--delay", "700ms", "k=v")
+        wait_until(lambda: read_records(self.record), 5, what="the delayed task")
+        ran = float(read_records(self.record)[0]["t"])
+        self.assertGreaterEqual(ran - start, 0.69)
+        self.assertLess(ran - start, 1.5)
+        self.assertEqual(d.stop(), 0)
+
+    def test_sigterm_finishes_tasks_in_hand_and_exits_0(self):
+        cfg = host_toml() + queue_toml("q", "fx_record", {"record_file": self.path("r.txt")}, processes=2)
+        d = self.daemon(cfg)
+        q = self.path("spool/q")
+        t1 = enqueue(q, "sleep_ms=800")
+        t2 = enqueue(q, "sleep_ms=800")
+        wait_until(lambda: len(read_records(self.path("r.txt"))) == 0 and "started" in d.log(), 5)
+        time.sleep(0.3)  # both are inside handle() now
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait(10), 0)
+        self.assertEqual(sorted(r["id"] for r in read_records(self.path("r.txt"))), sorted([t1, t2]))
+        self.assertEqual(task_files(q), [], "both finished and were deleted")
+        self.assertIn("spoold stopped", d.log())
+
+    def test_sigterm_grace_kills_and_keeps_the_task_without_a_try(self):
+        cfg = host_toml(shutdown_grace="300ms") + queue_toml("q", "fx_record", {"record_file": self.path("r.txt")})
+        d = self.daemon(cfg)
+        q = self.path("spool/q")
+        task = enqueue(q, "sleep_ms=5000")
+        wait_until(lambda: os.path.exists(self.path("r.txt")) or "sleep" in d.log(), 2)
+        time.sleep(0.3)
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait(10), 0)
+        self.assertEqual(task_files(q), [task])
+        args, _ = decode_task(open(os.path.join(q, task), "rb").read())
+        self.assertNotIn(b"spoold.attempt", args, "shutdown does not use up a try")
+
+    def test_sighup_picks_up_a_new_queue(self):
+        rec = self.path("r.txt")
+        cfg = host_toml() + queue_toml("q1", "fx_record", {"record_file": rec})
+        d = self.daemon(cfg)
+        with open(d.config, "a") as f:
+            f.write(queue_toml("q2", "fx_record", {"record_file": rec}))
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in d.log(), 5, what="the reload")
+        task = enqueue(self.path("spool/q2"), "k=v")
+        wait_until(lambda: task in [r["id"] for r in read_records(rec)], 5, what="the new queue's task")
+        self.assertEqual(d.stop(), 0)
+
+    def test_sighup_with_a_bad_file_keeps_the_old_config(self):
+        rec = self.path("r.txt")
+        d = self.daemon(host_toml() + queue_toml("q1", "fx_record", {"record_file": rec}))
+        with open(d.config, "a") as f:
+            f.write("bogus_key = 1\n")
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in d.log(), 5, what="the refusal")
+        self.assertIn("bogus_key", d.log())
+        task = enqueue(self.path("spool/q1"), "k=v")
+        wait_until(lambda: task in [r["id"] for r in read_records(rec)], 5, what="the old queue still runs")
+        self.assertEqual(d.stop(), 0)
+
+    def test_max_tasks_recycles_the_spooler(self):
+        d = self.daemon(self.record_queue(max_tasks=2))
+        for i in range(5):
+            enqueue(self.path("spool/q"), "i=%d" % i)
+        wait_until(lambda: len(read_records(self.record)) == 5, 5)
+        self.assertGreaterEqual(len({r["pid"] for r in read_records(self.record)}), 3)
+        self.assertEqual(d.stop(), 0)
+
+
+class ConfigErrorTest(SpooldTestCase):
+    def run_spoold(self, cfg, *extra):
+        path = self.path("bad.toml")
+        with open(path, "w") as f:
+            f.write(cfg)
+        return subprocess.run([SPOOLD, "-c", path, *extra], capture_output=True, timeout=30)
+
+    def test_unknown_key_names_file_line_and_key(self):
+        p = self.run_spoold(host_toml() + queue_toml("q", "fx_record") + "procesess = 3\n")
+        self.assertEqual(p.returncode, 2)
+        self.assertRegex(p.stderr.decode(), r"bad\.toml:\d+:\d+: unknown key 'procesess'")
+
+    def test_missing_plugin_is_exit_2(self):
+        p = self.run_spoold(host_toml() + queue_toml("q", "no_such_plugin"), "--check")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("no_such_plugin", p.stderr.decode())
+        self.assertIn("libno_such_plugin.so", p.stderr.decode())
+
+    def test_wrong_abi_and_missing_entry_refused_naming_the_file(self):
+        cfg = host_toml() + queue_toml("a", "fx_wrong_abi") + queue_toml("b", "fx_no_entry") + \
+            queue_toml("c", "fx_small_struct")
+        p = self.run_spoold(cfg, "--check")
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 2, err)
+        self.assertIn("libfx_wrong_abi.so) was built for ABI 2, this host speaks ABI 1", err)
+        self.assertIn("libfx_no_entry.so) exports no spoold_plugin_entry", err)
+        self.assertIn("libfx_small_struct.so) has an entry of", err)
+
+    def test_check_ok(self):
+        p = self.run_spoold(host_toml() + queue_toml("q", "fx_record"), "--check")
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertIn("OK", p.stdout.decode())
+
+    def test_every_problem_listed(self):
+        cfg = host_toml() + queue_toml("q", "fx_record", processes=0, backoff="soon") + queue_toml("q", "fx_record")
+        p = self.run_spoold(cfg, "--check")
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("processes is 0", err)
+        self.assertIn('"soon" is not a duration', err)
+        self.assertIn("used twice", err)
+
+    def test_usage_errors(self):
+        self.assertEqual(subprocess.run([SPOOLD], capture_output=True).returncode, 2)
+        self.assertEqual(subprocess.run([SPOOLD, "--bogus"], capture_output=True).returncode, 2)
+        self.assertEqual(subprocess.run([SPOOLD, "-c", self.path("missing.toml")], capture_output=True).returncode, 2)
+
+    def test_unwritable_plugin_refused(self):
+        import shutil
+        pdir = self.path("plugins")
+        os.makedirs(pdir)
+        os.chmod(pdir, 0o755)
+        shutil.copy(os.path.join(TEST_PLUGIN_DIR, "libfx_record.so"), pdir)
+        os.chmod(os.path.join(pdir, "libfx_record.so"), 0o666)
+        p = self.run_spoold(host_toml(pdir) + queue_toml("q", "fx_record"), "--check")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("lets other users write it", p.stderr.decode())
+        os.chmod(os.path.join(pdir, "libfx_record.so"), 0o755)
+        os.chmod(pdir, 0o777)
+        p = self.run_spoold(host_toml(pdir) + queue_toml("q", "fx_record"), "--check")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("plugin folder", p.stderr.decode())
+
+
+class OutOfTreePluginTest(SpooldTestCase):
+    def test_plugin_built_with_only_the_public_header_runs(self):
+        pdir = self.path("plugins")
+        os.makedirs(pdir)
+        src = self.path("hello.cpp")
+        with open(src, "w") as f:
+            f.write(r'''
+#include <spoold/plugin.hpp>
+#include <cstdio>
+#include <string>
+class Hello : public spoold::Plugin {
+  std::string out_;
+ public:
+  void init(const spoold::InitContext& c) override { out_ = std::string(*c.options.get("out")); }
+  spoold::Status handle(const spoold::Task& t) override {
+    FILE* f = std::fopen(out_.c_str(), "a");
+    if (!f) return spoold::Status::Retry;
+    std::fprintf(f, "%.*s:%.*s\n", (int)t.queue().size(), t.queue().data(), (int)t.body().size(), t.body().data());
+    std::fclose(f);
+    return spoold::Status::Ok;
+  }
+};
+SPOOLD_PLUGIN(Hello)
+''')
+        include = os.path.join(SOURCE_DIR, "plugin_api", "include")
+        subprocess.run(["c++", "-std=c++20", "-shared", "-fPIC", "-I", include, src, "-o",
+                        os.path.join(pdir, "libhello.so")], check=True, timeout=120)
+        out = self.path("hello.txt")
+        d = self.daemon(host_toml(pdir) + queue_toml("q", "hello", {"out": out}))
+        enqueue(self.path("spool/q"), body="from outside")
+        wait_until(lambda: os.path.exists(out) and open(out).read() == "q:from outside\n", 5, what="hello output")
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
