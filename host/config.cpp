@@ -162,7 +162,7 @@ void flatten_options(reader& r, const toml::table& t, const std::string& prefix,
 std::string resolve(const fs::path& base, const std::string& p) {
   fs::path path(p);
   if (path.is_relative()) path = base / path;
-  return path.lexically_normal().string();
+  return (path.lexically_normal() / "").parent_path().string();  // no trailing slash: "a/" and "a" are one dir
 }
 
 bool valid_queue_name(const std::string& n) {

@@ -46,10 +46,39 @@ queue_index::~queue_index() {
 }
 
 result<void> queue_index::start() {
-  if (add_source("") == nullptr) {
-    return io_error("watch queue directory " + dir_.path(), errno);
-  }
+  source* top = add_source("");
+  if (top == nullptr) return io_error("watch queue directory " + dir_.path(), errno);
+  discover_priorities(*top);
   return {};
+}
+
+void queue_index::discover_priorities(source& top) {
+  // A directory's link count is 2 + its subdirectories on ext4, xfs and
+  // tmpfs: with failed/ the only one, there is nothing to look for and a
+  // million-file backlog is not read twice. Elsewhere (btrfs says 1), read.
+  struct stat st {};
+  if (::fstat(top.fd.get(), &st) == 0 && st.st_nlink == 3) return;
+  std::vector<char> buf(64 * 1024);
+  for (;;) {
+    const ssize_t n = ::getdents64(top.fd.get(), buf.data(), buf.size());
+    if (n <= 0) break;
+    for (std::size_t pos = 0; pos < static_cast<std::size_t>(n);) {
+      const char* rec = buf.data() + pos;
+      unsigned short reclen = 0;
+      std::memcpy(&reclen, rec + offsetof(struct dirent64, d_reclen), sizeof(reclen));
+      if (reclen == 0) break;
+      pos += reclen;
+      const auto type = static_cast<unsigned char>(rec[offsetof(struct dirent64, d_type)]);
+      const char* name = rec + offsetof(struct dirent64, d_name);
+      if ((type == DT_DIR || type == DT_UNKNOWN) && is_priority_name(name)) {
+        struct stat sub {};
+        if (type == DT_DIR || (::fstatat(top.fd.get(), name, &sub, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sub.st_mode))) {
+          add_source(name);
+        }
+      }
+    }
+  }
+  ::lseek(top.fd.get(), 0, SEEK_SET);
 }
 
 queue_index::source* queue_index::add_source(const std::string& priority) {
@@ -75,6 +104,7 @@ queue_index::source* queue_index::add_source(const std::string& priority) {
   source* raw = s.get();
   if (s->wd >= 0) sources_by_wd_[s->wd] = raw;
   sources_.emplace(key, std::move(s));
+  sources_changed_ = true;
   return raw;
 }
 
@@ -226,18 +256,24 @@ std::optional<std::string> queue_index::next_due(std::int64_t now) {
     src->second->pending.push_back(ref->name);
   }
   // Lowest priority number first; a directory's scan is drained before the
-  // next directory is looked at, so priorities hold across a backlog.
-  for (auto& [prio, s] : sources_) {
-    while (s->pending.empty() && s->scanning) read_batch(*s);
-    while (!s->pending.empty()) {
-      std::string name = std::move(s->pending.front());
-      s->pending.pop_front();
-      const std::string rel = relative(s->priority, name);
-      auto it = known_.find(rel);
-      if (it == known_.end() || it->second.st != state::pending) continue;
-      it->second.st = state::in_flight;
-      return rel;
+  // next directory is looked at, so priorities hold across a backlog. A scan
+  // that finds a new priority directory starts the walk again.
+  for (;;) {
+    sources_changed_ = false;
+    for (auto& [prio, s] : sources_) {
+      while (s->pending.empty() && s->scanning && !sources_changed_) read_batch(*s);
+      if (sources_changed_) break;
+      while (!s->pending.empty()) {
+        std::string name = std::move(s->pending.front());
+        s->pending.pop_front();
+        const std::string rel = relative(s->priority, name);
+        auto it = known_.find(rel);
+        if (it == known_.end() || it->second.st != state::pending) continue;
+        it->second.st = state::in_flight;
+        return rel;
+      }
     }
+    if (!sources_changed_) break;
   }
   return std::nullopt;
 }

@@ -67,6 +67,9 @@ class queue_index {
   struct source;
 
   source* add_source(const std::string& priority);
+  // Reads the whole top directory for priority subdirectories only, so that
+  // none of the top directory's tasks runs before a priority task.
+  void discover_priorities(source& top);
   void remove_source(source& s);
   // Reads the next batch of names from s's scan into s.pending.
   void read_batch(source& s);
@@ -85,6 +88,9 @@ class queue_index {
   // Names deleted since their last event: a close event after the delete
   // (a spooler closing the task it just removed) is not a new task.
   std::unordered_set<std::string> deleted_;
+  // Set when a priority directory was found, so next_due() starts again
+  // from the lowest priority.
+  bool sources_changed_ = false;
 };
 
 }  // namespace spoold

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <charconv>
+#include <cstdio>
 #include <random>
 
 #include "posix.hpp"
@@ -153,14 +154,14 @@ std::optional<std::int64_t> at_of(const spool_view& task) {
   std::int64_t seconds = 0;
   auto [p, ec] = std::from_chars(whole.data(), whole.data() + whole.size(), seconds);
   if (ec != std::errc() || p != whole.data() + whole.size()) return std::nullopt;
-  if (seconds <= 0 || seconds > 253402300799) return std::nullopt;  // uWSGI ignores at <= 0; cap at year 9999
+  // uWSGI ignores at <= 0; past 2262 the instant does not fit in int64 nanoseconds.
+  if (seconds <= 0 || seconds > 9'223'372'035) return std::nullopt;
   std::int64_t nanos = 0;
   std::int64_t scale = 100'000'000;
   for (char c : frac) {
     if (c < '0' || c > '9') return std::nullopt;
     nanos += (c - '0') * scale;
     scale /= 10;
-    if (scale == 0) break;
   }
   return seconds * 1'000'000'000 + nanos;
 }
