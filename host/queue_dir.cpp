@@ -141,7 +141,7 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
     out.reason = r.err().message;
     return out;
   }
-  auto parsed = parse_spool_file(task.bytes);
+  auto parsed = parse_spool_file(std::string_view(task.bytes.data(), task.bytes.size()));
   if (!parsed.ok()) {
     const std::int64_t age = now - mtime_ns(task.st);
     if (parsed.failure.problem == parse_problem::incomplete && age < k_incomplete_grace_ns && age > -k_incomplete_grace_ns) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config.hpp"
 #include "posix.hpp"
@@ -48,7 +49,9 @@ struct claimed_task {
   task_ref ref;
   unique_fd fd;  // holds the lock; closing it releases the lock
   struct stat st {};
-  std::string bytes;
+  // A vector, not a string: moving a short std::string copies its inline
+  // buffer and would leave `view` pointing at the old one.
+  std::vector<char> bytes;
   spool_view view;  // views into bytes
   unsigned attempt = 0;
 };

@@ -270,7 +270,10 @@ class supervisor {
       spdlog::warn("spooler {} (queue {}) {}{}", p.pid, q.cfg.name, p.timed_out ? "killed at its timeout" : how, task_note);
     }
     if (shutting_down_ || p.retiring || q.retired) return;
-    if (!clean && p.reports == 0 && current == 0 && lived < k_fast_exit_ns) {
+    // A spooler that dies on its own before taking any task (a plugin whose
+    // init crashes) is throttled; one killed from outside is not its fault.
+    const bool killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    if (!clean && !killed && p.reports == 0 && current == 0 && lived < k_fast_exit_ns) {
       ++q.fast_exits;
       const std::int64_t pause = std::min<std::int64_t>(100 * k_ms << std::min(q.fast_exits - 1, 20u), k_max_respawn_pause_ns);
       q.respawn_at = monotonic_ns() + pause;
@@ -340,6 +343,8 @@ class supervisor {
       p.queue->fast_exits = 0;
       auto it = std::find_if(p.in_hand.begin(), p.in_hand.end(), [&](const assignment& a) { return a.seq == r.seq; });
       if (it == p.in_hand.end()) continue;
+      spdlog::trace("queue {}: #{} {} <- spooler {}: outcome {} due {}", p.queue->cfg.name, r.seq, it->task, p.pid,
+                    static_cast<int>(r.result), r.due_ns);
       p.queue->index->on_report(it->task, r, now_ns());
       p.in_hand.erase(it);
     }
@@ -369,6 +374,7 @@ class supervisor {
           retire(*best);  // a spooler we cannot talk to is replaced
           continue;
         }
+        spdlog::trace("queue {}: #{} {} -> spooler {}", q->cfg.name, a.seq, a.task, best->pid);
         best->in_hand.push_back(std::move(a));
       }
     }

@@ -95,7 +95,8 @@ class ProcessingTest(SpooldTestCase):
     def test_retry_backs_off_then_fails_after_max_attempts(self):
         d = self.daemon(self.record_queue(max_attempts=3, backoff="300ms", backoff_max="10s"))
         task = enqueue(self.path("spool/q"), "status=retry")
-        wait_until(lambda: os.path.exists(self.path("spool/q/failed", task)), 10, what="task in failed/")
+        wait_until(lambda: os.path.exists(self.path("spool/q/failed", task)) and not task_files(self.path("spool/q")),
+                   10, what="task in failed/")
         recs = [r for r in read_records(self.record) if r["id"] == task]
         self.assertEqual([r["attempt"] for r in recs], ["0", "1", "2"])
         times = [float(r["t"]) for r in recs]
