@@ -1,0 +1,45 @@
+// The spoolctl commands (SPEC §8), each given a resolved queue and its
+// parsed options, each returning the process exit status.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "spool_file.hpp"
+
+namespace spoold {
+
+// Exit status everywhere: 0 success, 1 runtime failure, 2 usage or config error.
+enum exit_status : int { exit_ok = 0, exit_failure = 1, exit_usage = 2 };
+
+// The queue a command acts on, from -c FILE QUEUE or --dir DIR.
+struct queue_target {
+  std::string label;  // "queue 'mail' (/srv/spool/mail)" or the directory, for messages
+  std::string dir;
+  unsigned file_mode = 0600;
+  unsigned dir_mode = 0700;
+};
+
+struct enqueue_options {
+  std::vector<owned_arg> args;
+  std::optional<std::string> body;
+  std::optional<std::string> body_file;  // "-" is standard input
+  std::optional<std::int64_t> at_ns;
+  std::optional<std::int64_t> delay_ms;
+  std::optional<unsigned> priority;
+  bool sync = true;
+};
+
+int run_enqueue(const queue_target& queue, const enqueue_options& options);
+int run_ls(const queue_target& queue);
+int run_show(const queue_target& queue, const std::string& id);
+// id empty means every failed task (--all).
+int run_retry(const queue_target& queue, const std::string& id);
+int run_purge(const queue_target& queue, bool everything);
+
+// Prints "spoolctl: message" on stderr.
+void report(const std::string& message);
+
+}  // namespace spoold
