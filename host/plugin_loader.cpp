@@ -69,8 +69,9 @@ handle_outcome loaded_plugin::handle(const spoold_task_view& task) {
   error_text err;
   handle_outcome out;
   out.status = entry_->handle(instance_, &task, &err.buffer);
-  if (out.status == SPOOLD_HANDLE_THREW) {
-    out.threw = true;
+  if (out.status == SPOOLD_HANDLE_THREW || out.status == SPOOLD_HANDLE_FAILED) {
+    out.threw = out.status == SPOOLD_HANDLE_THREW;
+    out.failed = out.status == SPOOLD_HANDLE_FAILED;
     out.error = err.str();
     if (out.error.empty()) out.error = "handle() threw an exception with an empty message";
   }

@@ -18,8 +18,9 @@ namespace spoold {
 // What one handle() call came back with.
 struct handle_outcome {
   std::int32_t status = 0;
-  bool threw = false;
-  std::string error;  // the exception's what() when threw
+  bool threw = false;       // any exception: a Retry
+  bool failed = false;      // spoold::PermanentError: a Fail
+  std::string error;        // the exception's what()
 };
 
 // One plugin instance in a spooler process. The library outlives the

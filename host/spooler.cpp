@@ -200,6 +200,12 @@ class spooler {
     const loaded_plugin* decided_by = nullptr;
     for (const auto& plugin : chain_) {
       handle_outcome o = plugin->handle(view);
+      if (o.failed) {
+        status = static_cast<std::int32_t>(Status::Fail);
+        error_text = "plugin '" + plugin->name() + "' failed the task: " + o.error;
+        decided_by = plugin.get();
+        break;
+      }
       if (o.threw) {
         status = static_cast<std::int32_t>(Status::Retry);
         error_text = "plugin '" + plugin->name() + "' threw: " + o.error;

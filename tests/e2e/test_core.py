@@ -136,6 +136,29 @@ class ProcessingTest(SpooldTestCase):
         self.assertIn(b"fixture threw: boom", a2[b"spoold.error"])
         self.assertEqual(d.stop(), 0)
 
+    def test_permanent_error_fails_at_once_with_its_reason(self):
+        cfg = host_toml() + queue_toml("q", "fx_crash", {"record_file": self.path("r.txt")})
+        d = self.daemon(cfg)
+        t = enqueue(self.path("spool/q"), "how=permanent")
+        wait_until(lambda: os.path.exists(self.path("spool/q/failed", t)), 5, what="task in failed/")
+        args, _ = decode_task(open(self.path("spool/q/failed", t), "rb").read())
+        self.assertIn(b"fixture gave up: permanent", args[b"spoold.error"])
+        self.assertEqual(args[b"spoold.attempt"], b"1")
+        self.assertEqual(len(read_records(self.path("r.txt"))), 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_json_log_lines_are_valid_json(self):
+        import json
+        cfg = "[host]\nplugin_dir = \"%s\"\nlog_format = \"json\"\n" % TEST_PLUGIN_DIR
+        cfg += queue_toml("q", "fx_crash", {"record_file": self.path("r.txt")}, max_attempts=1)
+        d = self.daemon(cfg)
+        t = enqueue(self.path("spool/q"), "how=throw")
+        wait_until(lambda: os.path.exists(self.path("spool/q/failed", t)), 5, what="task in failed/")
+        self.assertEqual(d.stop(), 0)
+        lines = [json.loads(l) for l in d.log().splitlines() if l.strip()]
+        self.assertTrue(any("fixture threw: boom" in l["msg"] and l["level"] == "warning" for l in lines))
+        self.assertTrue(all({"time", "level", "pid", "role", "msg"} <= set(l) for l in lines))
+
     def test_ignore_chain_passes_to_the_next_plugin(self):
         rec = self.path("r.txt")
         # fx_record takes only type=a and ignores the rest; fx_crash (how=ok)

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,8 +31,9 @@
 extern "C" {
 
 // Status values returned through the boundary. SPOOLD_HANDLE_THREW means
-// the plugin's handle() threw; its message is in the error buffer.
-enum : std::int32_t { SPOOLD_HANDLE_THREW = INT32_MIN };
+// the plugin's handle() threw (a Retry); SPOOLD_HANDLE_FAILED means it threw
+// spoold::PermanentError (a Fail). The message is in the error buffer.
+enum : std::int32_t { SPOOLD_HANDLE_THREW = INT32_MIN, SPOOLD_HANDLE_FAILED = INT32_MIN + 1 };
 
 struct spoold_bytes {
   const char* data;
@@ -106,6 +108,14 @@ typedef const spoold_plugin_v1* (*spoold_plugin_entry_fn)();
 namespace spoold {
 
 enum class Status : int { Fail = -3, Ok = -2, Retry = -1, Ignore = 0 };
+
+// Thrown from handle() to fail a task at once with a reason, which the
+// host records as spoold.error (Status::Fail alone records no reason).
+// Any other exception is a Retry with its what() recorded.
+class PermanentError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 namespace detail {
 inline std::string_view view(spoold_bytes b) { return {b.data, b.size}; }
@@ -183,6 +193,17 @@ class Options {
     }
     return false;
   }
+  // Every key once, in file order: lets a plugin refuse a mistyped option.
+  std::vector<std::string_view> keys() const {
+    std::vector<std::string_view> out;
+    for (std::size_t i = 0; i < count_; ++i) {
+      const std::string_view k = detail::view(items_[i].key);
+      bool seen = false;
+      for (auto o : out) seen = seen || o == k;
+      if (!seen) out.push_back(k);
+    }
+    return out;
+  }
 
  private:
   const spoold_option* items_;
@@ -192,6 +213,8 @@ class Options {
 // Writes to the host's log, tagged with the queue and the spooler's pid.
 class Logger {
  public:
+  // A logger that drops everything, until a real one is assigned.
+  Logger() : context_(nullptr), sink_(nullptr) {}
   Logger(void* context, void (*sink)(void*, std::int32_t, const char*, std::size_t))
       : context_(context), sink_(sink) {}
   void debug(std::string_view m) const { write(SPOOLD_LOG_DEBUG, m); }
@@ -254,6 +277,9 @@ struct plugin_thunks {
   static std::int32_t handle(void* instance, const spoold_task_view* v, spoold_error_buffer* error) noexcept {
     try {
       return static_cast<std::int32_t>(static_cast<Plugin*>(instance)->handle(Task(*v)));
+    } catch (const PermanentError& e) {
+      write_error(error, e.what());
+      return SPOOLD_HANDLE_FAILED;
     } catch (const std::exception& e) {
       write_error(error, e.what());
     } catch (...) {
