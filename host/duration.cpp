@@ -6,6 +6,7 @@
 namespace spoold {
 
 std::optional<duration> parse_duration(std::string_view text) {
+  if (text.empty() || text.front() == '-') return std::nullopt;
   std::int64_t n = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (ec != std::errc() || p == text.data() || n < 0) return std::nullopt;

@@ -104,8 +104,7 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
   claimed_task task;
   task.ref = ref;
   task.fd = unique_fd(fd);
-  // Lock first, then one fstat serves every check: a task completed or
-  // rewritten (renamed over) by whoever held the lock has no link left.
+  // Lock first, then check the file: what we opened may be gone by now.
   auto locked = try_lock_file(fd, display(ref));
   if (::fstat(fd, &task.st) != 0) {
     out.reason = io_error("fstat " + display(ref), errno).message;
@@ -125,7 +124,11 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
     out.status = claim_status::busy;
     return out;
   }
-  if (task.st.st_nlink == 0) {
+  // Deleted, replaced (renamed over) or moved away by whoever held the lock
+  // between our open and our lock: the name no longer leads to this file.
+  struct stat by_name {};
+  if (task.st.st_nlink == 0 || ::fstatat(*dir, ref.name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0 ||
+      by_name.st_ino != task.st.st_ino || by_name.st_dev != task.st.st_dev) {
     out.status = claim_status::gone;
     return out;
   }

@@ -4,6 +4,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cstdio>
@@ -139,7 +140,8 @@ unsigned attempt_of(const spool_view& task) {
   unsigned n = 0;
   auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
   if (ec != std::errc() || p != v->data() + v->size()) return 0;
-  return n;
+  // Bounded so that attempt + 1 never wraps (max_attempts is at most 10^6).
+  return std::min(n, 1'000'000u);
 }
 
 std::optional<std::int64_t> at_of(const spool_view& task) {
