@@ -72,7 +72,7 @@ class CrashIsolationTest(SpooldTestCase):
         rec = self.path("r.txt")
         q = self.path("spool/q")
         n = 2000
-        ids = [write_raw(q, encode_task({"sleep_ms": "1", "i": str(i)})) for i in range(n)]
+        ids = [write_raw(q, encode_task({"sleep_ms": "4", "i": str(i)})) for i in range(n)]
         cfg = host_toml() + queue_toml("q", "fx_record", {"record_file": rec}, processes=2, max_attempts=1000,
                                         backoff="10ms", backoff_max="50ms")
         d = self.daemon(cfg)
