@@ -73,6 +73,7 @@ class ProcessingTest(SpooldTestCase):
             enqueue(q, "ms=600")
         wait_until(lambda: d.log().count("status=ok") == 8, 10, what="8 tasks done")
         elapsed = time.monotonic() - start
+        print("\n8 tasks of 600 ms on 4 spoolers: %.2fs" % elapsed)
         # Serially 8 x 600 ms = 4.8 s; four spoolers take two rounds.
         self.assertLess(elapsed, 2.6, "8 tasks of 600 ms on 4 spoolers took %.2fs" % elapsed)
         pids = {l.split("[spooler ")[1].split("]")[0] for l in d.log().splitlines() if "status=ok" in l}
