@@ -69,7 +69,23 @@ const char* status_name(std::int32_t s) {
   }
 }
 
-std::string ms_text(std::int64_t ns) { return fmt::format("{:.1f}ms", static_cast<double>(ns) / 1e6); }
+// A duration for a log line, formatted only if the line is written.
+struct ms_text {
+  std::int64_t ns;
+};
+}  // namespace
+}  // namespace spoold
+
+template <>
+struct fmt::formatter<spoold::ms_text> : fmt::formatter<double> {
+  template <class Context>
+  auto format(spoold::ms_text d, Context& ctx) const {
+    return fmt::format_to(ctx.out(), "{:.1f}ms", static_cast<double>(d.ns) / 1e6);
+  }
+};
+
+namespace spoold {
+namespace {
 
 class spooler {
  public:
@@ -88,6 +104,7 @@ class spooler {
     }
     dir_ = std::make_unique<queue_dir>(std::move(*dir));
     if (int code = load_chain(); code != 0) return code;
+    chain_text_ = chain_names();
     spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_names());
     char buf[k_max_message];
     unsigned handled = 0;
@@ -183,8 +200,8 @@ class spooler {
   }
 
   outcome run_chain(claimed_task& task, std::int64_t started, std::int64_t& due_ns) {
-    std::vector<spoold_arg> args;
-    args.reserve(task.view.args.size());
+    std::vector<spoold_arg>& args = args_;
+    args.clear();
     for (const auto& kv : task.view.args) {
       args.push_back({{kv.key.data(), kv.key.size()}, {kv.value.data(), kv.value.size()}});
     }
@@ -223,8 +240,8 @@ class spooler {
       }
       break;
     }
-    const std::string took = ms_text(monotonic_ns() - started);
-    const std::string plugin_name = decided_by != nullptr ? decided_by->name() : chain_names();
+    const ms_text took{monotonic_ns() - started};
+    const std::string& plugin_name = decided_by != nullptr ? decided_by->name() : chain_text_;
     const unsigned tries = task.attempt + 1;
     if (status == static_cast<std::int32_t>(Status::Ignore)) {
       spdlog::info("task {} queue={} plugin={} status=ignore attempt={} duration={}: left in place, not offered again until it changes",
@@ -276,6 +293,8 @@ class spooler {
   std::unique_ptr<queue_dir> dir_;
   std::vector<std::unique_ptr<plugin_log_context>> log_contexts_;
   std::vector<std::unique_ptr<loaded_plugin>> chain_;
+  std::string chain_text_;             // "a -> b", for log lines
+  std::vector<spoold_arg> args_;       // reused for every task
 };
 
 }  // namespace
