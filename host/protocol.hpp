@@ -42,21 +42,43 @@ struct report {
   outcome result = outcome::io_error;
   std::int64_t due_ns = 0;
   file_identity identity;
+  std::int64_t handle_ns = -1;  // time in the plugin chain; -1 when none ran
 };
 
-inline constexpr std::size_t k_max_message = 512;
+// Both directions carry batches, so that a backlog costs the master one
+// wake-up per batch, not per task: the master names up to k_max_batch tasks
+// in one message, and a spooler reports the outcomes of the tasks it has
+// finished in one message when it runs out of named tasks or has
+// k_report_batch outcomes waiting.
+inline constexpr std::size_t k_max_batch = 16;
+inline constexpr std::size_t k_report_batch = 8;
+inline constexpr std::size_t k_max_name = 300;  // "N/" + a task name (< 256)
+inline constexpr std::size_t k_max_message = k_max_batch * (sizeof(std::uint64_t) + 2 + k_max_name);
 
-// Fixed-layout encodings, both sides in one binary, so memcpy is enough.
-inline std::size_t encode(const assignment& a, char* buf) {
-  std::memcpy(buf, &a.seq, sizeof(a.seq));
-  const std::size_t n = std::min(a.task.size(), k_max_message - sizeof(a.seq));
-  std::memcpy(buf + sizeof(a.seq), a.task.data(), n);
-  return sizeof(a.seq) + n;
+// An assignment batch: repeated [u64 seq][u16 length][relative name].
+// Both sides are one binary, so native byte order is enough.
+inline void append(const assignment& a, std::string& out) {
+  const auto n = static_cast<std::uint16_t>(std::min(a.task.size(), k_max_name));
+  out.append(reinterpret_cast<const char*>(&a.seq), sizeof(a.seq));
+  out.append(reinterpret_cast<const char*>(&n), sizeof(n));
+  out.append(a.task.data(), n);
 }
-inline bool decode(const char* buf, std::size_t size, assignment& a) {
-  if (size < sizeof(a.seq)) return false;
-  std::memcpy(&a.seq, buf, sizeof(a.seq));
-  a.task.assign(buf + sizeof(a.seq), size - sizeof(a.seq));
+// Decodes a batch into out; false if the message is malformed.
+template <class Container>
+bool decode_batch(const char* buf, std::size_t size, Container& out) {
+  std::size_t pos = 0;
+  while (pos < size) {
+    assignment a;
+    std::uint16_t n = 0;
+    if (size - pos < sizeof(a.seq) + sizeof(n)) return false;
+    std::memcpy(&a.seq, buf + pos, sizeof(a.seq));
+    std::memcpy(&n, buf + pos + sizeof(a.seq), sizeof(n));
+    pos += sizeof(a.seq) + sizeof(n);
+    if (size - pos < n) return false;
+    a.task.assign(buf + pos, n);
+    pos += n;
+    out.push_back(std::move(a));
+  }
   return true;
 }
 

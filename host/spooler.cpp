@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -106,35 +107,64 @@ class spooler {
     if (int code = load_chain(); code != 0) return code;
     chain_text_ = chain_names();
     spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_names());
-    char buf[k_max_message];
+    std::vector<char> buf(k_max_message);
+    std::deque<assignment> todo;
+    std::vector<report> done;
     unsigned handled = 0;
+    int code = k_spooler_exit_ok;
     while (g_terminate == 0 && slot_->stop.load() == 0) {
-      const ssize_t n = ::recv(socket_, buf, sizeof(buf), 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        spdlog::error("spooler for queue {}: recv from the master: {}", queue_.name, errno_text(errno));
-        return k_spooler_exit_socket;
+      if (todo.empty()) {
+        // Out of named tasks: take what is already there without waiting;
+        // only when nothing is, tell the master what became of the last
+        // tasks (it is waiting to name more) and sleep until it does.
+        ssize_t n = ::recv(socket_, buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          if (!flush(done)) break;
+          n = ::recv(socket_, buf.data(), buf.size(), 0);
+        }
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          spdlog::error("spooler for queue {}: recv from the master: {}", queue_.name, errno_text(errno));
+          code = k_spooler_exit_socket;
+          break;
+        }
+        if (n == 0) break;  // the master closed our socket: stop
+        if (!decode_batch(buf.data(), static_cast<std::size_t>(n), todo)) {
+          spdlog::error("spooler for queue {}: a malformed message from the master", queue_.name);
+          code = k_spooler_exit_socket;
+          break;
+        }
+        continue;
       }
-      if (n == 0) break;  // the master closed our socket: stop
-      assignment a;
-      if (!decode(buf, static_cast<std::size_t>(n), a)) continue;
       if (g_terminate != 0 || slot_->stop.load() != 0) break;
+      assignment a = std::move(todo.front());
+      todo.pop_front();
       bool ran_plugin = false;
-      report r = take(a, ran_plugin);
-      if (::send(socket_, &r, sizeof(r), MSG_NOSIGNAL) < 0) {
-        if (errno == EPIPE || errno == ECONNRESET) break;
-        spdlog::error("spooler for queue {}: send to the master: {}", queue_.name, errno_text(errno));
-        return k_spooler_exit_socket;
-      }
+      done.push_back(take(a, ran_plugin));
+      if (done.size() >= k_report_batch && !flush(done)) break;
       if (ran_plugin && queue_.max_tasks != 0 && ++handled >= queue_.max_tasks) {
         spdlog::info("spooler for queue {} handled {} tasks (max_tasks): recycling", queue_.name, handled);
         break;
       }
     }
-    return k_spooler_exit_ok;
+    // Tasks named but not taken go back to the master when we exit; the
+    // outcomes of the ones taken must reach it first.
+    flush(done);
+    return code;
   }
 
  private:
+  // Sends the waiting outcomes in one message; false when the master is gone.
+  bool flush(std::vector<report>& done) {
+    if (done.empty()) return true;
+    const ssize_t n = ::send(socket_, done.data(), done.size() * sizeof(report), MSG_NOSIGNAL);
+    done.clear();
+    if (n < 0 && errno != EPIPE && errno != ECONNRESET) {
+      spdlog::error("spooler for queue {}: send to the master: {}", queue_.name, errno_text(errno));
+    }
+    return n >= 0;
+  }
+
   int load_chain() {
     for (const auto& name : queue_.plugins) {
       auto loaded = load_plugin(host_, name);
@@ -195,6 +225,7 @@ class spooler {
     slot_->started_ns.store(started);
     slot_->current_seq.store(a.seq);
     r.result = run_chain(task, started, r.due_ns);
+    r.handle_ns = monotonic_ns() - started;
     slot_->current_seq.store(0);
     return r;
   }

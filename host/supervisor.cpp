@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <limits>
 #include <map>
@@ -27,9 +28,15 @@ namespace spoold {
 
 namespace {
 
-// Tasks a spooler may hold at once: the one it runs and one waiting behind
-// it, so a spooler never sits idle waiting for the master between tasks.
+// Tasks a spooler may hold at once: the one it runs and the ones waiting
+// behind it, so it never sits idle waiting for the master between tasks.
+// Two hide one round trip; short tasks (a queue whose tasks average under
+// k_short_task_ns) get a deeper pipeline so a spooler runs a burst of them
+// per wake-up of the master, while a task never waits behind more than
+// about k_deep_depth * k_short_task_ns of other work.
 constexpr std::size_t k_depth = 2;
+constexpr std::size_t k_deep_depth = 16;
+constexpr double k_short_task_ns = 500'000;
 constexpr std::int64_t k_ms = 1'000'000;
 constexpr std::int64_t k_stale_temp_age_ns = 5 * 60 * 1'000'000'000LL;
 constexpr std::int64_t k_fast_exit_ns = 1'000 * k_ms;
@@ -59,6 +66,7 @@ struct queue_runtime {
   std::unique_ptr<queue_index> index;
   bool retired = false;        // removed by a reload: no new spoolers, no new tasks
   unsigned fast_exits = 0;     // spoolers in a row that died before taking a task
+  double avg_task_ns = 1e9;    // moving average of time in the plugin chain; starts "slow"
   std::int64_t respawn_at = 0; // monotonic; no new spooler before
 };
 
@@ -87,7 +95,12 @@ class supervisor {
     next_rescan_ = rescan_period() > 0 ? monotonic_ns() + rescan_period() : k_never;
     for (;;) {
       spawn_missing();
-      dispatch();
+      // New names are read on every turn (a cheap non-blocking read), but
+      // inotify wakes the master only when a spooler has room and nothing
+      // is due: while a backlog drains, the events of the spoolers' own
+      // unlinks do not cost a wake-up each.
+      read_inotify();
+      arm_inotify(dispatch() || procs_.empty());
       if (shutting_down_ && procs_.empty()) break;
       wait_and_handle();
     }
@@ -333,51 +346,79 @@ class supervisor {
   }
 
   void read_reports(spooler_proc& p) {
+    std::array<report, k_max_batch * 2> batch;
     for (;;) {
-      report r;
-      const ssize_t n = ::recv(p.sock.get(), &r, sizeof(r), MSG_DONTWAIT);
+      const ssize_t n = ::recv(p.sock.get(), batch.data(), sizeof(batch), MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return;
-      if (static_cast<std::size_t>(n) != sizeof(r)) continue;
-      ++p.reports;
-      p.queue->fast_exits = 0;
-      auto it = std::find_if(p.in_hand.begin(), p.in_hand.end(), [&](const assignment& a) { return a.seq == r.seq; });
-      if (it == p.in_hand.end()) continue;
-      spdlog::trace("queue {}: #{} {} <- spooler {}: outcome {} due {}", p.queue->cfg.name, r.seq, it->task, p.pid,
-                    static_cast<int>(r.result), r.due_ns);
-      p.queue->index->on_report(it->task, r, now_ns());
-      p.in_hand.erase(it);
+      const std::size_t count = static_cast<std::size_t>(n) / sizeof(report);
+      const std::int64_t now = now_ns();
+      for (std::size_t i = 0; i < count; ++i) on_report(p, batch[i], now);
     }
+  }
+
+  void on_report(spooler_proc& p, const report& r, std::int64_t now) {
+    ++p.reports;
+    p.queue->fast_exits = 0;
+    auto it = std::find_if(p.in_hand.begin(), p.in_hand.end(), [&](const assignment& a) { return a.seq == r.seq; });
+    if (it == p.in_hand.end()) return;
+    if (r.handle_ns >= 0) {
+      p.queue->avg_task_ns = p.queue->avg_task_ns * 0.9 + static_cast<double>(r.handle_ns) * 0.1;
+    }
+    spdlog::trace("queue {}: #{} {} <- spooler {}: outcome {} due {}", p.queue->cfg.name, r.seq, it->task, p.pid,
+                  static_cast<int>(r.result), r.due_ns);
+    p.queue->index->on_report(it->task, r, now);
+    p.in_hand.erase(it);
   }
 
   // --- the loop ------------------------------------------------------------
 
-  void dispatch() {
-    if (shutting_down_) return;
+  // Names due tasks to spoolers with room, a batch per message. Returns
+  // true when some spooler has room and nothing is due: the master then
+  // needs inotify events to wake it.
+  bool dispatch() {
+    if (shutting_down_) return false;
     const std::int64_t now = now_ns();
-    char buf[k_max_message];
+    bool hungry = false;
+    std::string message;
     for (auto& q : queues_) {
       if (q->retired) continue;
-      for (;;) {
+      const bool short_tasks = q->avg_task_ns < k_short_task_ns;
+      const std::size_t depth = short_tasks ? k_deep_depth : k_depth;
+      // Hand out a few at a time so that spoolers share a burst evenly.
+      const std::size_t chunk = short_tasks ? k_deep_depth / 2 : 1;
+      for (bool more = true; more;) {
         spooler_proc* best = nullptr;
         for (auto& [pid, p] : procs_) {
-          if (p->queue != q.get() || p->retiring || p->in_hand.size() >= k_depth) continue;
+          if (p->queue != q.get() || p->retiring || p->in_hand.size() >= depth) continue;
           if (best == nullptr || p->in_hand.size() < best->in_hand.size()) best = p.get();
         }
         if (best == nullptr) break;
-        auto task = q->index->next_due(now);
-        if (!task) break;
-        assignment a{++seq_, std::move(*task)};
-        const std::size_t n = encode(a, buf);
-        if (::send(best->sock.get(), buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-          q->index->on_returned(a.task);
-          retire(*best);  // a spooler we cannot talk to is replaced
-          continue;
+        message.clear();
+        const std::size_t first = best->in_hand.size();
+        for (std::size_t i = 0; i < chunk && best->in_hand.size() < depth; ++i) {
+          auto task = q->index->next_due(now);
+          if (!task) {
+            more = false;
+            hungry = true;
+            break;
+          }
+          best->in_hand.push_back(assignment{++seq_, std::move(*task)});
+          append(best->in_hand.back(), message);
+          spdlog::trace("queue {}: #{} {} -> spooler {}", q->cfg.name, seq_, best->in_hand.back().task, best->pid);
         }
-        spdlog::trace("queue {}: #{} {} -> spooler {}", q->cfg.name, a.seq, a.task, best->pid);
-        best->in_hand.push_back(std::move(a));
+        if (message.empty()) break;
+        if (::send(best->sock.get(), message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+          // A spooler we cannot talk to is replaced; its batch goes back.
+          while (best->in_hand.size() > first) {
+            q->index->on_returned(best->in_hand.back().task);
+            best->in_hand.pop_back();
+          }
+          retire(*best);
+        }
       }
     }
+    return hungry;
   }
 
   std::int64_t next_deadline() {
@@ -445,6 +486,18 @@ class supervisor {
     }
     if (shutting_down_ && mono >= shutdown_deadline_ && !forced_) force_stop("shutdown_grace of " + format_duration(cfg_.host.shutdown_grace) + " passed");
     drop_retired_queues();
+  }
+
+  // Removed from the epoll set, not just masked: a masked fd still leaves a
+  // waiter on the inotify queue that every unlink in the queue runs.
+  void arm_inotify(bool armed) {
+    if (armed == inotify_armed_) return;
+    if (armed) {
+      watch(inotify_.get());
+    } else {
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, inotify_.get(), nullptr);
+    }
+    inotify_armed_ = armed;
   }
 
   void read_inotify() {
@@ -582,6 +635,7 @@ class supervisor {
   std::unordered_map<int, spooler_proc*> by_fd_;
   std::uint64_t seq_ = 0;
   bool shutting_down_ = false;
+  bool inotify_armed_ = true;
   bool forced_ = false;
   std::int64_t shutdown_deadline_ = k_never;
   std::int64_t next_rescan_ = k_never;
