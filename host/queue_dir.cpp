@@ -222,10 +222,21 @@ result<void> queue_dir::move_unparsable(const task_ref& ref, int file_fd, const 
   return {};
 }
 
-unsigned queue_dir::remove_stale_temp_files(std::int64_t max_age_ns, std::int64_t now) {
+bool queue_dir::remove_if_stale_temp(int dirfd, const char* name, std::int64_t max_age_ns, std::int64_t now) {
+  const std::string_view n(name);
+  if (n.substr(0, k_temp_prefix.size()) != k_temp_prefix) return false;
+  struct stat st {};
+  if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
+  // ctime, not mtime: a rescheduled task's temp file has its due time as mtime.
+  const std::int64_t changed = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+  if (now - changed < max_age_ns) return false;
+  return ::unlinkat(dirfd, name, 0) == 0;
+}
+
+unsigned queue_dir::remove_stale_temp_files(std::int64_t max_age_ns, std::int64_t now, bool failed_only) {
   unsigned removed = 0;
-  std::vector<std::string> dirs = {""};
-  {
+  std::vector<std::string> dirs = {failed_only ? std::string(k_failed) : std::string()};
+  if (!failed_only) {
     unique_fd scan(::openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     DIR* d = scan.valid() ? ::fdopendir(scan.release()) : nullptr;
     if (d != nullptr) {
@@ -242,14 +253,7 @@ unsigned queue_dir::remove_stale_temp_files(std::int64_t max_age_ns, std::int64_
     DIR* d = scan.valid() ? ::fdopendir(scan.release()) : nullptr;
     if (d == nullptr) continue;
     while (dirent* e = ::readdir(d)) {
-      std::string_view n(e->d_name);
-      if (n.substr(0, k_temp_prefix.size()) != k_temp_prefix) continue;
-      struct stat st {};
-      if (::fstatat(*fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
-      // ctime, not mtime: a rescheduled task's temp file has its due time as mtime.
-      const std::int64_t changed = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
-      if (now - changed < max_age_ns) continue;
-      if (::unlinkat(*fd, e->d_name, 0) == 0) ++removed;
+      if (remove_if_stale_temp(*fd, e->d_name, max_age_ns, now)) ++removed;
     }
     ::closedir(d);
   }

@@ -105,8 +105,14 @@ class queue_dir {
   // Moves a file that cannot be parsed to failed/ unchanged, with the
   // reason in failed/<name>.error beside it.
   result<void> move_unparsable(const task_ref& ref, int file_fd, const std::string& reason);
-  // Removes .spoold-tmp-* files older than max_age_ns left by a crash.
-  unsigned remove_stale_temp_files(std::int64_t max_age_ns, std::int64_t now);
+  // Removes .spoold-tmp-* files older than max_age_ns left by a crash, in
+  // the whole queue or (failed_only) in failed/ alone: the master's scan
+  // removes the ones in the queue's directories as it passes them, so that
+  // a start with a million tasks waiting does not read the directory first.
+  unsigned remove_stale_temp_files(std::int64_t max_age_ns, std::int64_t now, bool failed_only = false);
+  // Removes dirfd/name if it is a .spoold-tmp- regular file whose last
+  // change (ctime) is older than max_age_ns.
+  static bool remove_if_stale_temp(int dirfd, const char* name, std::int64_t max_age_ns, std::int64_t now);
 
  private:
   queue_dir(queue_config q, unique_fd dir) : config_(std::move(q)), path_(config_.dir), dir_(std::move(dir)) {}

@@ -153,7 +153,12 @@ void queue_index::read_batch(source& s) {
       add_source(name);
       continue;
     }
-    if (is_task_name(name)) offer(s, name, false);
+    if (is_task_name(name)) {
+      offer(s, name, false);
+    } else if (queue_dir::remove_if_stale_temp(s.fd.get(), name.c_str(), k_stale_temp_age_ns, now_ns())) {
+      spdlog::info("queue {}: removed {}, a temporary file a crash left behind", dir_.config().name,
+                   relative(s.priority, name));
+    }
   }
 }
 

@@ -27,6 +27,10 @@ struct inotify_event;
 
 namespace spoold {
 
+// Temporary files (.spoold-tmp-*) unchanged for this long were left by a
+// crash: a producer or a rewrite takes milliseconds.
+inline constexpr std::int64_t k_stale_temp_age_ns = 5 * 60 * 1'000'000'000LL;
+
 class queue_index {
  public:
   queue_index(queue_dir& dir, int inotify_fd);

@@ -38,7 +38,6 @@ constexpr std::size_t k_depth = 2;
 constexpr std::size_t k_deep_depth = 16;
 constexpr double k_short_task_ns = 500'000;
 constexpr std::int64_t k_ms = 1'000'000;
-constexpr std::int64_t k_stale_temp_age_ns = 5 * 60 * 1'000'000'000LL;
 constexpr std::int64_t k_fast_exit_ns = 1'000 * k_ms;
 constexpr std::int64_t k_max_respawn_pause_ns = 30'000 * k_ms;
 constexpr std::int64_t k_never = std::numeric_limits<std::int64_t>::max();
@@ -158,7 +157,7 @@ class supervisor {
     auto rt = std::make_unique<queue_runtime>();
     rt->cfg = q;
     rt->dir = std::make_unique<queue_dir>(std::move(*dir));
-    if (unsigned n = rt->dir->remove_stale_temp_files(k_stale_temp_age_ns, now_ns()); n > 0) {
+    if (unsigned n = rt->dir->remove_stale_temp_files(k_stale_temp_age_ns, now_ns(), true); n > 0) {
       spdlog::info("queue {}: removed {} stale temporary file(s) left by a crash", q.name, n);
     }
     rt->index = std::make_unique<queue_index>(*rt->dir, inotify_.get());
@@ -480,7 +479,7 @@ class supervisor {
       for (auto& q : queues_) {
         if (q->retired) continue;
         q->index->rescan();
-        q->dir->remove_stale_temp_files(k_stale_temp_age_ns, now_ns());
+        q->dir->remove_stale_temp_files(k_stale_temp_age_ns, now_ns(), true);
       }
       next_rescan_ = mono + rescan_period();
     }
