@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,7 +85,11 @@ int main(int argc, char **argv) {
       perror("make_backlog: fork");
       return 1;
     }
-    if (child == 0) _exit(write_range(dirfd, pid, from, to));
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL); /* a stopped benchmark stops writing too */
+      if (getppid() != (pid_t)pid) _exit(1);
+      _exit(write_range(dirfd, pid, from, to));
+    }
   }
   int status = 0;
   while (wait(&status) > 0) {
