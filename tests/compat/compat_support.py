@@ -115,7 +115,8 @@ def parse_fx_record(line):
 def read_fx_records(path):
     try:
         with open(path, encoding="latin-1") as f:
-            return [parse_fx_record(l) for l in f.read().splitlines() if l]
+            # A last line without its newline is still being written.
+            return [parse_fx_record(l) for l in f.read().split("\n")[:-1] if l]
     except FileNotFoundError:
         return []
 
@@ -125,10 +126,15 @@ def read_handler_records(path):
     out = []
     try:
         with open(path) as f:
-            lines = f.read().splitlines()
+            text = f.read()
     except FileNotFoundError:
         return out
+    # The handler may be writing its next line right now: a last line
+    # without its newline is not complete yet.
+    lines = text.split("\n")[:-1]
     for line in lines:
+        if not line:
+            continue
         raw = json.loads(line)
         rec = {"pid": raw["pid"], "t": raw["t"], "cwd": raw["cwd"], "args": [], "body": None, "id": None,
                "str_keys": []}

@@ -103,10 +103,14 @@ def read_records(path):
     out = []
     try:
         with open(path) as f:
-            lines = f.read().splitlines()
+            text = f.read()
     except FileNotFoundError:
         return out
-    for line in lines:
+    # A plugin may be appending a line right now: a last line without its
+    # newline is not complete yet.
+    for line in text.split("\n")[:-1]:
+        if not line:
+            continue
         parts = line.split(" ")
         rec = {"id": parts[0]}
         for p in parts[1:]:
