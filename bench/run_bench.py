@@ -59,7 +59,7 @@ CONTENDERS = {
 CONTENDER_TEXT = {
     "raw-1": "raw syscalls, 1 process",
     "raw-2": "raw syscalls, 2 processes",
-    "raw-lock-1": "raw syscalls, + O_RDWR, lock, fstat",
+    "raw-lock-1": "raw syscalls, + O_RDWR, lock, fstat, name check",
     "spoold-1": "spoold, 1 spooler",
     "spoold-2": "spoold, 2 spoolers",
     "spoold-1-info": "spoold, 1 spooler, log_level info",
@@ -230,6 +230,7 @@ class Bench:
                 self.roots[fs] = os.path.abspath(path)
         self.seq = 0
         self.live = []  # every process started, stopped by cleanup() if still running
+        self.count_files = []  # removed by cleanup()
         self.results = {"drain": [], "latency": [], "enqueue": [], "idle": [], "invalid": []}
         for exe in (self.spoold, os.path.join(self.tools, "bench_tool"), os.path.join(self.tools, "make_backlog"),
                     os.path.join(self.tools, "raw_consumer"), os.path.join(self.plugin_dir, "libnoop.so")):
@@ -251,11 +252,11 @@ class Bench:
         os.makedirs(path, exist_ok=True)
         return path
 
-    @staticmethod
-    def new_count_file():
+    def new_count_file(self):
         fd, path = tempfile.mkstemp(prefix="spoold-bench-count-", dir="/dev/shm")
         os.write(fd, b"\0" * COUNT_FILE_SIZE)
         os.close(fd)
+        self.count_files.append(path)
         return path
 
     @staticmethod
@@ -588,20 +589,29 @@ class Bench:
     # --- (3) enqueue ---
 
     def enqueue(self):
+        """Every producer in turn, each repetition in a new order, and the
+        directories written are removed only at the end: on this machine's
+        ext4, creating files right after deleting many is several times
+        slower (bench/README.md), which would otherwise hit whichever
+        producer runs after another's clean-up."""
         a = self.args
         client_lib_dir = os.path.join(self.build, "lib")
-        for fs in self.roots:
-            for producer in ("spoolctl", "capi", "python"):
-                for sync in (True, False):
+        cases = [(fs, producer, sync) for fs in self.roots for producer in ("spoolctl", "capi", "python")
+                 for sync in (True, False)]
+        self.enqueue_dirs = []
+        try:
+            for rep in range(a.enqueue_reps):
+                order = cases[rep * 5 % len(cases):] + cases[:rep * 5 % len(cases)]
+                for fs, producer, sync in order:
                     n = a.enqueue_n
                     if sync and fs == "ext4":
                         n = a.enqueue_n_sync
                     if producer == "spoolctl":
                         n = max(50, n // 5)
-                    results = []
-                    for rep in range(a.enqueue_reps):
-                        results.append(self.enqueue_once(fs, producer, sync, n, rep + 1, client_lib_dir))
-                    self.results["enqueue"].extend(results)
+                    self.results["enqueue"].append(self.enqueue_once(fs, producer, sync, n, rep + 1, client_lib_dir))
+        finally:
+            for d in self.enqueue_dirs:
+                shutil.rmtree(d, ignore_errors=True)
 
     def enqueue_once(self, fs, producer, sync, n, rep, client_lib_dir):
         d = self.fresh_dir(fs, f"enqueue-{producer}")
@@ -645,7 +655,7 @@ class Bench:
         if elapsed and not problems:
             res["rate"] = n / elapsed
             log(f"  enqueue {fs:5} {producer:8} {'sync' if sync else 'no-sync':7} rep {rep}: {res['rate']:>9,.0f}/s")
-            shutil.rmtree(d, ignore_errors=True)
+            self.enqueue_dirs.append(d)
         else:
             self.results["invalid"].append(res)
             log(f"  INVALID enqueue {fs} {producer}: {'; '.join(problems)}")
@@ -688,6 +698,9 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        for path in self.count_files:
+            if os.path.exists(path):
+                os.unlink(path)
         for fs, root in self.roots.items():
             w = os.path.join(root, f"work-{os.getpid()}")
             if not self.args.keep_logs:
@@ -785,7 +798,7 @@ def build_table(bench, started, finished, load_start, load_end, command):
     out.append(f"(1) drain rate, tasks/s: no-op handler, pre-made backlog; time from the first task gone to the "
                f"directory empty; {reps_note}")
     w = 12
-    lw = 44
+    lw = 50
     out.append(f"{'fs':6}{'contender':{lw}}" + "".join(f"{fmt_size(n):>{w}}" for n in sizes))
     for fs in fss:
         for name in CONTENDERS:
