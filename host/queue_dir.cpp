@@ -60,6 +60,9 @@ result<queue_dir> queue_dir::open(const queue_config& q) {
 }
 
 std::string queue_dir::display(const task_ref& ref) const { return path_ + "/" + ref.relative(); }
+std::string queue_dir::dir_path(const task_ref& ref) const {
+  return ref.priority.empty() ? path_ : path_ + "/" + ref.priority;
+}
 
 result<int> queue_dir::subdir(const std::string& priority) {
   if (priority.empty()) return dir_.get();
@@ -105,7 +108,9 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
   task.ref = ref;
   task.fd = unique_fd(fd);
   // Lock first, then check the file: what we opened may be gone by now.
-  auto locked = try_lock_file(fd, display(ref));
+  // Messages name the path only on failure: building it costs an
+  // allocation per task on the hot path.
+  auto locked = try_lock_file(fd, ref.name);
   if (::fstat(fd, &task.st) != 0) {
     out.reason = io_error("fstat " + display(ref), errno).message;
     return out;
@@ -117,7 +122,7 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
     return out;
   }
   if (!locked) {
-    out.reason = locked.err().message;
+    out.reason = locked.err().message + " in " + dir_path(ref);
     return out;
   }
   if (!*locked) {
@@ -140,8 +145,8 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
     return out;
   }
   task.bytes.resize(static_cast<std::size_t>(task.st.st_size));
-  if (auto r = pread_exact(fd, task.bytes.data(), task.bytes.size(), 0, display(ref)); !r) {
-    out.reason = r.err().message;
+  if (auto r = pread_exact(fd, task.bytes.data(), task.bytes.size(), 0, ref.name); !r) {
+    out.reason = r.err().message + " in " + dir_path(ref);
     return out;
   }
   auto parsed = parse_spool_file(std::string_view(task.bytes.data(), task.bytes.size()));

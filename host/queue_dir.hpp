@@ -117,6 +117,7 @@ class queue_dir {
  private:
   queue_dir(queue_config q, unique_fd dir) : config_(std::move(q)), path_(config_.dir), dir_(std::move(dir)) {}
   std::string display(const task_ref& ref) const;
+  std::string dir_path(const task_ref& ref) const;
 
   queue_config config_;
   std::string path_;

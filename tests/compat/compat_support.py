@@ -22,7 +22,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
-from support import (PLUGIN_DIR, SOURCE_DIR, SPOOLCTL, SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase,  # noqa: E402,F401
+from support import (complete_lines, PLUGIN_DIR, SOURCE_DIR, SPOOLCTL, SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase,  # noqa: E402,F401
                      decode_task, encode_task, task_files, wait_until, write_raw)
 
 UWSGI = shutil.which("uwsgi") or ""
@@ -113,28 +113,13 @@ def parse_fx_record(line):
 
 
 def read_fx_records(path):
-    try:
-        with open(path, encoding="latin-1") as f:
-            # A last line without its newline is still being written.
-            return [parse_fx_record(l) for l in f.read().split("\n")[:-1] if l]
-    except FileNotFoundError:
-        return []
+    return [parse_fx_record(l) for l in complete_lines(path, encoding="latin-1")]
 
 
 def read_handler_records(path):
     """The lines uwsgi_handler.py wrote: dicts with id, pid, t, cwd, args (list of (bytes, bytes)), body."""
     out = []
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return out
-    # The handler may be writing its next line right now: a last line
-    # without its newline is not complete yet.
-    lines = text.split("\n")[:-1]
-    for line in lines:
-        if not line:
-            continue
+    for line in complete_lines(path):
         raw = json.loads(line)
         rec = {"pid": raw["pid"], "t": raw["t"], "cwd": raw["cwd"], "args": [], "body": None, "id": None,
                "str_keys": []}

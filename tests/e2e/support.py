@@ -98,19 +98,21 @@ def enqueue(queue_dir, *args, body=None, sync=False):
     return spoolctl(*cmd).stdout.decode().strip()
 
 
+def complete_lines(path, encoding=None):
+    """The lines of a file another process appends to, without a last line
+    that has no newline yet (it is still being written); [] if absent."""
+    try:
+        with open(path, encoding=encoding) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    return [line for line in text.split("\n")[:-1] if line]
+
+
 def read_records(path):
     """Lines written by the fx_record / fx_crash fixtures, parsed into dicts."""
     out = []
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return out
-    # A plugin may be appending a line right now: a last line without its
-    # newline is not complete yet.
-    for line in text.split("\n")[:-1]:
-        if not line:
-            continue
+    for line in complete_lines(path):
         parts = line.split(" ")
         rec = {"id": parts[0]}
         for p in parts[1:]:
