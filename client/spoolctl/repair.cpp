@@ -244,8 +244,13 @@ int run_retry(const queue_target& queue, const std::string& id) {
 
   if (!id.empty()) {
     if (is_note_name(id)) {
-      report("'" + escape_bytes(id) + "' is the error note of a failed task, not a task: use the id " +
-             escape_bytes(id.substr(0, id.size() - k_note_suffix.size())));
+      // Built with append: GCC 12 at -O3 reports a false -Wrestrict for a
+      // chain of operator+ starting with a literal.
+      std::string message = "'";
+      message.append(escape_bytes(id));
+      message.append("' is the error note of a failed task, not a task: use the id ");
+      message.append(escape_bytes(id.substr(0, id.size() - k_note_suffix.size())));
+      report(message);
       return exit_usage;
     }
     if (!failed_fd || !lstat_at(failed_fd->get(), id).ok()) {
