@@ -15,9 +15,15 @@ namespace {
 constexpr std::int64_t k_top_priority = std::numeric_limits<std::int64_t>::max();
 // Past this many queued names from events, a directory is rescanned instead.
 constexpr std::size_t k_max_pending = 8192;
-constexpr std::size_t k_max_deleted = 4096;
 constexpr std::int64_t k_busy_recheck_ns = 1'000'000'000;
-constexpr std::uint32_t k_file_events = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_CREATE;
+// A task arrives by rename (IN_MOVED_TO) or by a writer's close
+// (IN_CLOSE_WRITE); IN_CREATE is watched for new priority directories.
+// Deletions are not watched: every task a spooler finishes is unlinked, and
+// an event per unlink would cost the master a wake-up per task for nothing
+// (a name that is gone is found gone when claimed). IN_EXCL_UNLINK keeps the
+// close of a file already unlinked (a spooler closing the task it just
+// removed) from reporting it as new.
+constexpr std::uint32_t k_file_events = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE;
 constexpr std::uint32_t k_watch_mask = k_file_events | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK;
 
 std::string relative(const std::string& priority, const std::string& name) {
@@ -216,19 +222,8 @@ void queue_index::on_event(const inotify_event& e) {
     return;
   }
   if (!is_task_name(name)) return;
-  if ((e.mask & (IN_DELETE | IN_MOVED_FROM)) != 0) {
-    if (deleted_.size() >= k_max_deleted) deleted_.clear();
-    deleted_.insert(relative(s.priority, name));
-    return;
-  }
-  if ((e.mask & IN_CREATE) != 0) {
-    // A new file of that name: a later close belongs to it. Not offered yet:
-    // its writer has not closed it.
-    deleted_.erase(relative(s.priority, name));
-    return;
-  }
-  if ((e.mask & IN_CLOSE_WRITE) != 0 && deleted_.erase(relative(s.priority, name)) != 0) return;
-  if ((e.mask & IN_MOVED_TO) != 0) deleted_.erase(relative(s.priority, name));
+  // A file created in place is offered when its writer closes it.
+  if ((e.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) == 0) return;
   offer(s, name, true);
 }
 

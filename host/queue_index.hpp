@@ -17,7 +17,6 @@
 #include <queue>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "protocol.hpp"
@@ -89,9 +88,6 @@ class queue_index {
   std::priority_queue<std::pair<std::int64_t, std::string>, std::vector<std::pair<std::int64_t, std::string>>,
                       std::greater<>>
       waiting_;
-  // Names deleted since their last event: a close event after the delete
-  // (a spooler closing the task it just removed) is not a new task.
-  std::unordered_set<std::string> deleted_;
   // Set when a priority directory was found, so next_due() starts again
   // from the lowest priority.
   bool sources_changed_ = false;
