@@ -50,8 +50,8 @@ struct report {
 // in one message, and a spooler reports the outcomes of the tasks it has
 // finished in one message when it runs out of named tasks or has
 // k_report_batch outcomes waiting.
-inline constexpr std::size_t k_max_batch = 16;
-inline constexpr std::size_t k_report_batch = 8;
+inline constexpr std::size_t k_max_batch = 64;
+inline constexpr std::size_t k_report_batch = 16;
 inline constexpr std::size_t k_max_name = 300;  // "N/" + a task name (< 256)
 inline constexpr std::size_t k_max_message = k_max_batch * (sizeof(std::uint64_t) + 2 + k_max_name);
 

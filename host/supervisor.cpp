@@ -30,12 +30,15 @@ namespace {
 
 // Tasks a spooler may hold at once: the one it runs and the ones waiting
 // behind it, so it never sits idle waiting for the master between tasks.
-// Two hide one round trip; short tasks (a queue whose tasks average under
-// k_short_task_ns) get a deeper pipeline so a spooler runs a burst of them
-// per wake-up of the master, while a task never waits behind more than
-// about k_deep_depth * k_short_task_ns of other work.
+// Two hide one round trip. A queue of short tasks (averaging under
+// k_short_task_ns in the plugin chain) gets a pipeline sized by time: about
+// k_in_hand_ns of work per spooler, at most k_max_depth names. A spooler then
+// runs a burst per wake-up of the master and never starves while the master
+// waits for a core, and a task waits behind about a millisecond of other
+// work at most.
 constexpr std::size_t k_depth = 2;
-constexpr std::size_t k_deep_depth = 16;
+constexpr std::size_t k_max_depth = 64;
+constexpr double k_in_hand_ns = 1'000'000;
 constexpr double k_short_task_ns = 500'000;
 constexpr std::int64_t k_ms = 1'000'000;
 constexpr std::int64_t k_fast_exit_ns = 1'000 * k_ms;
@@ -55,6 +58,12 @@ void on_signal(int sig) {
   const char byte = 0;
   (void)!::write(g_signal_pipe_write, &byte, 1);
   errno = saved;
+}
+
+std::size_t pipeline_depth(double avg_task_ns) {
+  if (avg_task_ns >= k_short_task_ns) return k_depth;
+  const double names = k_in_hand_ns / std::max(1.0, avg_task_ns);
+  return std::clamp(static_cast<std::size_t>(names), k_depth, k_max_depth);
 }
 
 std::int64_t to_ns(duration d) { return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(); }
@@ -382,10 +391,10 @@ class supervisor {
     std::string message;
     for (auto& q : queues_) {
       if (q->retired) continue;
-      const bool short_tasks = q->avg_task_ns < k_short_task_ns;
-      const std::size_t depth = short_tasks ? k_deep_depth : k_depth;
-      // Hand out a few at a time so that spoolers share a burst evenly.
-      const std::size_t chunk = short_tasks ? k_deep_depth / 2 : 1;
+      const std::size_t depth = pipeline_depth(q->avg_task_ns);
+      // Hand out half a pipeline at a time so that spoolers share a burst
+      // evenly.
+      const std::size_t chunk = depth > k_depth ? depth / 2 : 1;
       for (bool more = true; more;) {
         spooler_proc* best = nullptr;
         for (auto& [pid, p] : procs_) {
