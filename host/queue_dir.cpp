@@ -2,6 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +16,29 @@ namespace {
 constexpr const char* k_failed = "failed";
 // Task files larger than this are refused rather than read into memory.
 constexpr std::int64_t k_max_task_bytes = std::int64_t{1} << 30;
+
+// Filesystems that stamp ctime with this kernel's coarse real-time clock.
+bool stamps_ctime_locally(decltype(statfs::f_type) type) {
+  switch (type) {
+    case TMPFS_MAGIC:
+    case EXT4_SUPER_MAGIC:  // also ext2 and ext3
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC: return true;
+    default: return false;
+  }
+}
+
+// The clock those filesystems stamp ctime with (a finer stamp, where the
+// kernel gives one, is never earlier than it).
+std::int64_t coarse_now_ns() {
+  timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::int64_t ctime_ns(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+}
 }  // namespace
 
 std::optional<task_ref> task_ref::from_relative(std::string_view text) {
@@ -29,9 +55,7 @@ std::optional<task_ref> task_ref::from_relative(std::string_view text) {
 }
 
 file_identity identity_of(const struct stat& st) {
-  return {static_cast<std::uint64_t>(st.st_ino), mtime_ns(st),
-          static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec,
-          static_cast<std::int64_t>(st.st_size)};
+  return {static_cast<std::uint64_t>(st.st_ino), mtime_ns(st), ctime_ns(st), static_cast<std::int64_t>(st.st_size)};
 }
 
 std::int64_t due_time(const struct stat& st, const spool_view& view) {
@@ -56,7 +80,12 @@ result<queue_dir> queue_dir::open(const queue_config& q) {
   if (::fstatat(dir->get(), k_failed, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
     return make_error("queue '" + q.name + "': " + q.dir + "/failed must be a directory (it is something else)");
   }
-  return queue_dir(q, std::move(*dir));
+  std::optional<dev_t> local_clock_dev;
+  struct statfs fs {};
+  if (::fstatfs(dir->get(), &fs) == 0 && stamps_ctime_locally(fs.f_type) && ::fstat(dir->get(), &st) == 0) {
+    local_clock_dev = st.st_dev;
+  }
+  return queue_dir(q, std::move(*dir), local_clock_dev);
 }
 
 std::string queue_dir::display(const task_ref& ref) const { return path_ + "/" + ref.relative(); }
@@ -89,6 +118,9 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
     out.reason = dir.err().message;
     return out;
   }
+  // Read before the open: a rename or unlink of the file from here on
+  // stamps its ctime at or after this.
+  const std::int64_t opening_ns = coarse_now_ns();
   // O_NONBLOCK: a FIFO or device named like a task must not block us.
   const int fd = ::openat(*dir, ref.name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) {
@@ -131,9 +163,16 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
   }
   // Deleted, replaced (renamed over) or moved away by whoever held the lock
   // between our open and our lock: the name no longer leads to this file.
+  // A link count of 0 shows the first two; a move away only the name shows,
+  // unless the file has not changed since before our open (its ctime says
+  // so, on a filesystem stamping with our clock): then the stat of the name
+  // is skipped, a syscall and a path lookup per task in a backlog.
+  const bool unchanged_since_open = local_clock_dev_ && task.st.st_dev == *local_clock_dev_ &&
+                                    ctime_ns(task.st) < opening_ns;
   struct stat by_name {};
-  if (task.st.st_nlink == 0 || ::fstatat(*dir, ref.name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0 ||
-      by_name.st_ino != task.st.st_ino || by_name.st_dev != task.st.st_dev) {
+  if (task.st.st_nlink == 0 ||
+      (!unchanged_since_open && (::fstatat(*dir, ref.name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0 ||
+                                 by_name.st_ino != task.st.st_ino || by_name.st_dev != task.st.st_dev))) {
     out.status = claim_status::gone;
     return out;
   }
@@ -233,8 +272,7 @@ bool queue_dir::remove_if_stale_temp(int dirfd, const char* name, std::int64_t m
   struct stat st {};
   if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
   // ctime, not mtime: a rescheduled task's temp file has its due time as mtime.
-  const std::int64_t changed = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
-  if (now - changed < max_age_ns) return false;
+  if (now - ctime_ns(st) < max_age_ns) return false;
   return ::unlinkat(dirfd, name, 0) == 0;
 }
 

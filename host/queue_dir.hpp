@@ -115,7 +115,8 @@ class queue_dir {
   static bool remove_if_stale_temp(int dirfd, const char* name, std::int64_t max_age_ns, std::int64_t now);
 
  private:
-  queue_dir(queue_config q, unique_fd dir) : config_(std::move(q)), path_(config_.dir), dir_(std::move(dir)) {}
+  queue_dir(queue_config q, unique_fd dir, std::optional<dev_t> local_clock_dev)
+      : config_(std::move(q)), path_(config_.dir), dir_(std::move(dir)), local_clock_dev_(local_clock_dev) {}
   std::string display(const task_ref& ref) const;
   std::string dir_path(const task_ref& ref) const;
 
@@ -123,6 +124,12 @@ class queue_dir {
   std::string path_;
   unique_fd dir_;
   std::map<std::string, unique_fd> subdirs_;
+  // The queue directory's device when its filesystem stamps ctime from
+  // this machine's clock (tmpfs, ext2/3/4, xfs, btrfs): then a task file on
+  // it whose ctime is older than our open was not renamed or unlinked since,
+  // and claim() can skip the re-check of its name. Not set for network and
+  // other filesystems, whose stamps may come from another clock.
+  std::optional<dev_t> local_clock_dev_;
 };
 
 // due = max(mtime, `at`): never before either.

@@ -618,10 +618,17 @@ TEST_CASE("claim reports a task that went away or was replaced while it was bein
 // link count of 0 was taken as "gone", so a task renamed out of the queue
 // (an operator's mv to another queue) between open and lock was claimed and
 // run here, then again where it went.
+// Both ways through the check: a file changed just now (its name is
+// stat'ed) and one unchanged for longer than the coarse clock's tick (its
+// ctime alone tells that it was not moved before the open; the move after
+// it stamps a newer ctime).
 TEST_CASE("claim reports a task renamed out of the queue while it was being opened", "[queue_dir]") {
   queue_fixture f;
   const std::int64_t now = spoold::now_ns();
   const auto ref = f.put(encode({{"v", "1"}}), now - k_second);
+  const bool aged = GENERATE(false, true);
+  INFO("file unchanged for 50 ms before the claim: " << aged);
+  if (aged) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   const std::string moved = f.tmp() / ref.name;
   const ofd_lock_hook_guard guard;
   g_before_ofd_lock = [&] { CHECK(::rename(f.file(ref).c_str(), moved.c_str()) == 0); };
