@@ -14,8 +14,10 @@
  * scheme). A process repeats its pass until one finds none of its names.
  * --lock adds what a safe consumer also does (spoold and uWSGI do it):
  * open O_RDWR, take a whole-file OFD write lock without waiting, fstat the
- * descriptor (still linked? a regular file? how big?) and stat the name
- * (still this file, not moved away or replaced while we waited?).
+ * descriptor (still linked? a regular file? how big?) and, unless the
+ * file's ctime is older than the open (nothing renamed it since: spoold's
+ * rule on local filesystems), stat the name (still this file, not moved
+ * away while we waited?). In a pre-made backlog the name is never stat'ed.
  * Prints "handled <n>" (the total of all processes). */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -28,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char k_prefix[] = "uwsgi_spoolfile_on_";
@@ -56,6 +59,8 @@ static unsigned long long consume(const char *dir, unsigned part, unsigned parts
     while ((e = readdir(d)) != NULL) {
       if (strncmp(e->d_name, k_prefix, sizeof k_prefix - 1) != 0) continue;
       if (parts > 1 && fnv1a(e->d_name) % parts != part) continue;
+      struct timespec opening = {0, 0};
+      if (lock) clock_gettime(CLOCK_REALTIME_COARSE, &opening);
       const int fd = openat(dfd, e->d_name, (lock ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) continue;
       if (lock) {
@@ -65,8 +70,14 @@ static unsigned long long consume(const char *dir, unsigned part, unsigned parts
         fl.l_whence = SEEK_SET;
         struct stat st;
         struct stat by_name;
-        if (fcntl(fd, F_OFD_SETLK, &fl) != 0 || fstat(fd, &st) != 0 || st.st_nlink == 0 ||
-            fstatat(dfd, e->d_name, &by_name, AT_SYMLINK_NOFOLLOW) != 0 || by_name.st_ino != st.st_ino) {
+        if (fcntl(fd, F_OFD_SETLK, &fl) != 0 || fstat(fd, &st) != 0 || st.st_nlink == 0) {
+          close(fd);
+          continue;
+        }
+        const int unchanged = st.st_ctim.tv_sec < opening.tv_sec ||
+                              (st.st_ctim.tv_sec == opening.tv_sec && st.st_ctim.tv_nsec < opening.tv_nsec);
+        if (!unchanged &&
+            (fstatat(dfd, e->d_name, &by_name, AT_SYMLINK_NOFOLLOW) != 0 || by_name.st_ino != st.st_ino)) {
           close(fd);
           continue;
         }

@@ -59,7 +59,7 @@ CONTENDERS = {
 CONTENDER_TEXT = {
     "raw-1": "raw syscalls, 1 process",
     "raw-2": "raw syscalls, 2 processes",
-    "raw-lock-1": "raw syscalls, + O_RDWR, lock, fstat, name check",
+    "raw-lock-1": "raw syscalls + O_RDWR, lock, fstat (name stat if changed)",
     "spoold-1": "spoold, 1 spooler",
     "spoold-2": "spoold, 2 spoolers",
     "spoold-1-info": "spoold, 1 spooler, log_level info",

@@ -47,11 +47,9 @@ struct report {
 
 // Both directions carry batches, so that a backlog costs the master one
 // wake-up per batch, not per task: the master names up to k_max_batch tasks
-// in one message, and a spooler reports the outcomes of the tasks it has
-// finished in one message when it runs out of named tasks or has
-// k_report_batch outcomes waiting.
+// in one message, and a spooler reports the outcomes of a batch in one
+// message when it has finished it.
 inline constexpr std::size_t k_max_batch = 64;
-inline constexpr std::size_t k_report_batch = 16;
 inline constexpr std::size_t k_max_name = 300;  // "N/" + a task name (< 256)
 inline constexpr std::size_t k_max_message = k_max_batch * (sizeof(std::uint64_t) + 2 + k_max_name);
 

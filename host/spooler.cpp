@@ -114,14 +114,13 @@ class spooler {
     int code = k_spooler_exit_ok;
     while (g_terminate == 0 && slot_->stop.load() == 0) {
       if (todo.empty()) {
-        // Out of named tasks: take what is already there without waiting;
-        // only when nothing is, tell the master what became of the last
-        // tasks (it is waiting to name more) and sleep until it does.
+        // A batch is done: tell the master what became of it, so that it
+        // names the next batch while we run the one already waiting in the
+        // socket (double buffering: one wake-up of the master per batch);
+        // sleep only when none is waiting.
+        if (!flush(done)) break;
         ssize_t n = ::recv(socket_, buf.data(), buf.size(), MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-          if (!flush(done)) break;
-          n = ::recv(socket_, buf.data(), buf.size(), 0);
-        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) n = ::recv(socket_, buf.data(), buf.size(), 0);
         if (n < 0) {
           if (errno == EINTR) continue;
           spdlog::error("spooler for queue {}: recv from the master: {}", queue_.name, errno_text(errno));
@@ -141,7 +140,6 @@ class spooler {
       todo.pop_front();
       bool ran_plugin = false;
       done.push_back(take(a, ran_plugin));
-      if (done.size() >= k_report_batch && !flush(done)) break;
       if (ran_plugin && queue_.max_tasks != 0 && ++handled >= queue_.max_tasks) {
         spdlog::info("spooler for queue {} handled {} tasks (max_tasks): recycling", queue_.name, handled);
         break;

@@ -40,6 +40,7 @@ constexpr std::size_t k_depth = 2;
 constexpr std::size_t k_max_depth = 64;
 constexpr double k_in_hand_ns = 1'000'000;
 constexpr double k_short_task_ns = 500'000;
+static_assert(k_max_depth / 2 <= k_max_batch, "a batch is half a pipeline and must fit in one message");
 constexpr std::int64_t k_ms = 1'000'000;
 constexpr std::int64_t k_fast_exit_ns = 1'000 * k_ms;
 constexpr std::int64_t k_max_respawn_pause_ns = 30'000 * k_ms;
