@@ -89,6 +89,14 @@ struct spooler_slot {
   std::atomic<std::int64_t> started_ns{0};
   // Set by the master: finish the task in hand, take no other, exit 0.
   std::atomic<std::uint32_t> stop{0};
+  // Set by the master when the task in hand has run so long that it gave
+  // the names queued behind it to other spoolers: the spooler skips the
+  // assignments with revoked_after < seq <= revoked_to. (Written in that
+  // order, read in the other: a mix of old and new values still covers only
+  // names after the task in hand, and the lock keeps even a name taken by
+  // two spoolers from running twice at once.)
+  std::atomic<std::uint64_t> revoked_to{0};
+  std::atomic<std::uint64_t> revoked_after{0};
 };
 
 }  // namespace spoold

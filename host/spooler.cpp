@@ -138,6 +138,9 @@ class spooler {
       if (g_terminate != 0 || slot_->stop.load() != 0) break;
       assignment a = std::move(todo.front());
       todo.pop_front();
+      // Taken back by the master while we were in a long task: another
+      // spooler has it. No report: the master no longer expects one.
+      if (a.seq > slot_->revoked_after.load() && a.seq <= slot_->revoked_to.load()) continue;
       bool ran_plugin = false;
       done.push_back(take(a, ran_plugin));
       if (ran_plugin && queue_.max_tasks != 0 && ++handled >= queue_.max_tasks) {

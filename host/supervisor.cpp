@@ -42,6 +42,10 @@ constexpr double k_in_hand_ns = 1'000'000;
 constexpr double k_short_task_ns = 500'000;
 static_assert(k_max_depth / 2 <= k_max_batch, "a batch is half a pipeline and must fit in one message");
 constexpr std::int64_t k_ms = 1'000'000;
+// A task that has run this long (far beyond the ~1 ms a pipeline holds)
+// would hold up the names queued behind it in its spooler: the master gives
+// them to other spoolers and names no more to that one until the task ends.
+constexpr std::int64_t k_stall_ns = 10 * k_ms;
 constexpr std::int64_t k_fast_exit_ns = 1'000 * k_ms;
 constexpr std::int64_t k_max_respawn_pause_ns = 30'000 * k_ms;
 constexpr std::int64_t k_never = std::numeric_limits<std::int64_t>::max();
@@ -90,6 +94,9 @@ struct spooler_proc {
   bool retiring = false;
   bool timed_out = false;
   bool killed_for_shutdown = false;
+  std::uint64_t stalled_seq = 0;  // a long task whose waiting names were taken back
+  // Inside the long task of take_back_from_stalled(): gets no names.
+  bool stalled() const { return stalled_seq != 0 && slot->current_seq.load() == stalled_seq; }
 };
 
 class supervisor {
@@ -399,7 +406,7 @@ class supervisor {
       for (bool more = true; more;) {
         spooler_proc* best = nullptr;
         for (auto& [pid, p] : procs_) {
-          if (p->queue != q.get() || p->retiring || p->in_hand.size() >= depth) continue;
+          if (p->queue != q.get() || p->retiring || p->in_hand.size() >= depth || p->stalled()) continue;
           if (best == nullptr || p->in_hand.size() < best->in_hand.size()) best = p.get();
         }
         if (best == nullptr) break;
@@ -441,9 +448,12 @@ class supervisor {
       if (q->respawn_at > mono) wake = std::min(wake, q->respawn_at);
     }
     for (auto& [pid, p] : procs_) {
+      const std::uint64_t seq = p->slot->current_seq.load();
+      if (seq == 0) continue;
+      const std::int64_t started = p->slot->started_ns.load();
+      if (seq != p->stalled_seq) wake = std::min(wake, started + k_stall_ns);
       const auto timeout = to_ns(p->queue->cfg.timeout);
-      if (timeout <= 0 || p->timed_out || p->slot->current_seq.load() == 0) continue;
-      wake = std::min(wake, p->slot->started_ns.load() + timeout);
+      if (timeout > 0 && !p->timed_out) wake = std::min(wake, started + timeout);
     }
     wake = std::min(wake, next_rescan_);
     if (shutting_down_) wake = std::min(wake, shutdown_deadline_);
@@ -484,6 +494,7 @@ class supervisor {
       if (!shutting_down_) reload();
     }
     enforce_timeouts();
+    take_back_from_stalled();
     const std::int64_t mono = monotonic_ns();
     if (mono >= next_rescan_) {
       for (auto& q : queues_) {
@@ -547,6 +558,28 @@ class supervisor {
                    task, format_duration(p->queue->cfg.timeout));
       p->timed_out = true;
       ::kill(pid, SIGKILL);
+    }
+  }
+
+  // Names queued behind a task that has run past k_stall_ns go back to the
+  // index for the other spoolers (the spooler is told to skip them), and
+  // the spooler gets no more until that task ends.
+  void take_back_from_stalled() {
+    const std::int64_t mono = monotonic_ns();
+    for (auto& [pid, p] : procs_) {
+      const std::uint64_t seq = p->slot->current_seq.load();
+      if (seq == 0 || seq == p->stalled_seq || mono - p->slot->started_ns.load() < k_stall_ns) continue;
+      p->stalled_seq = seq;
+      if (p->in_hand.empty() || p->in_hand.back().seq <= seq) continue;
+      p->slot->revoked_to.store(p->in_hand.back().seq);
+      p->slot->revoked_after.store(seq);
+      std::size_t returned = 0;
+      for (; !p->in_hand.empty() && p->in_hand.back().seq > seq; ++returned) {
+        p->queue->index->on_returned(p->in_hand.back().task);
+        p->in_hand.pop_back();
+      }
+      spdlog::debug("spooler {} (queue {}) is in a long task: {} name(s) queued behind it go to other spoolers", pid,
+                    p->queue->cfg.name, returned);
     }
   }
 

@@ -80,6 +80,34 @@ class ProcessingTest(SpooldTestCase):
         self.assertEqual(len(pids), 4, "every spooler took tasks")
         self.assertEqual(d.stop(), 0)
 
+    def test_names_queued_behind_a_long_task_go_to_another_spooler(self):
+        # Short tasks give each spooler a deep pipeline (up to 64 names). A
+        # task that then runs for seconds must not hold up the names queued
+        # behind it: after 10 ms the master gives them to the other spooler.
+        d = self.daemon(host_toml(PLUGIN_DIR) + queue_toml("q", "sleep", processes=2))
+        wait_until(lambda: len(d.spooler_pids()) == 2, 5, what="2 spoolers")
+        q = self.path("spool/q")
+        stage = self.path("stage")
+
+        def burst(sleeps):
+            # Written aside, then renamed in one quick loop: the master sees
+            # them nearly at once and names them in big batches.
+            names = [write_raw(stage, encode_task({"ms": str(ms)})) for ms in sleeps]
+            for n in names:
+                os.rename(os.path.join(stage, n), os.path.join(q, n))
+
+        burst([0] * 400)
+        wait_until(lambda: d.log().count("status=ok") == 400, 10, what="400 short tasks done")
+        start = time.monotonic()
+        burst([3000] + [0] * 200)
+        wait_until(lambda: d.log().count("status=ok") == 600, 2.5, what="200 short tasks done beside a 3 s one")
+        elapsed = time.monotonic() - start
+        print("\n200 short tasks behind a 3 s task on 2 spoolers: %.2fs" % elapsed)
+        self.assertEqual(len(task_files(q)), 1, "only the long task is left")
+        wait_until(lambda: d.log().count("status=ok") == 601, 5, what="the 3 s task done")
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_errors_logged(d)
+
     def test_binary_body_and_args_arrive_intact(self):
         d = self.daemon(self.record_queue())
         body = bytes(range(256)) * 3 + b"\0\xff\0"
