@@ -35,7 +35,8 @@ namespace {
 // k_in_hand_ns of work per spooler, at most k_max_depth names. A spooler then
 // runs a burst per wake-up of the master and never starves while the master
 // waits for a core, and a task waits behind about a millisecond of other
-// work at most.
+// work, as long as tasks take their usual time (see k_stall_ns for those
+// that do not).
 constexpr std::size_t k_depth = 2;
 constexpr std::size_t k_max_depth = 64;
 constexpr double k_in_hand_ns = 1'000'000;
