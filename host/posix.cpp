@@ -23,17 +23,22 @@ std::string errno_text(int err) {
 
 error io_error(std::string what, int err) { return make_error(what + ": " + errno_text(err), err); }
 
+static std::int64_t to_ns(const timespec& ts) {
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
 static std::int64_t clock_ns(clockid_t id) {
   timespec ts{};
   ::clock_gettime(id, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  return to_ns(ts);
 }
 
 std::int64_t now_ns() { return clock_ns(CLOCK_REALTIME); }
 std::int64_t monotonic_ns() { return clock_ns(CLOCK_MONOTONIC); }
-std::int64_t mtime_ns(const struct stat& st) {
-  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
+std::int64_t coarse_now_ns() { return clock_ns(CLOCK_REALTIME_COARSE); }
+
+std::int64_t mtime_ns(const struct stat& st) { return to_ns(st.st_mtim); }
+std::int64_t ctime_ns(const struct stat& st) { return to_ns(st.st_ctim); }
 
 result<unique_fd> open_at(int dirfd, const std::string& name, int flags, mode_t mode) {
   for (;;) {

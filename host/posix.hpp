@@ -47,7 +47,12 @@ error io_error(std::string what, int err);
 std::int64_t now_ns();
 // CLOCK_MONOTONIC in nanoseconds.
 std::int64_t monotonic_ns();
+// CLOCK_REALTIME_COARSE in nanoseconds: the clock local filesystems stamp
+// file times with (a finer stamp, where the kernel gives one, is never
+// earlier than it).
+std::int64_t coarse_now_ns();
 std::int64_t mtime_ns(const struct stat& st);
+std::int64_t ctime_ns(const struct stat& st);
 
 result<unique_fd> open_at(int dirfd, const std::string& name, int flags, mode_t mode = 0);
 result<struct stat> fstat_fd(int fd, const std::string& what);

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/vfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,7 +16,8 @@ constexpr const char* k_failed = "failed";
 // Task files larger than this are refused rather than read into memory.
 constexpr std::int64_t k_max_task_bytes = std::int64_t{1} << 30;
 
-// Filesystems that stamp ctime with this kernel's coarse real-time clock.
+// Filesystems that stamp ctime with this kernel's coarse real-time clock
+// (coarse_now_ns()).
 bool stamps_ctime_locally(decltype(statfs::f_type) type) {
   switch (type) {
     case TMPFS_MAGIC:
@@ -26,18 +26,6 @@ bool stamps_ctime_locally(decltype(statfs::f_type) type) {
     case BTRFS_SUPER_MAGIC: return true;
     default: return false;
   }
-}
-
-// The clock those filesystems stamp ctime with (a finer stamp, where the
-// kernel gives one, is never earlier than it).
-std::int64_t coarse_now_ns() {
-  timespec ts {};
-  ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-std::int64_t ctime_ns(const struct stat& st) {
-  return static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
 }
 }  // namespace
 
