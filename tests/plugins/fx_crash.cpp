@@ -22,20 +22,10 @@
 #include <string_view>
 
 #include "common/append_file.hpp"
+#include "die_of.hpp"
 #include "record_line.hpp"
 
 namespace {
-
-// Dies of sig even if the process installed a handler or blocked it.
-[[noreturn]] void die_of(int sig) {
-  ::signal(sig, SIG_DFL);
-  sigset_t set;
-  ::sigemptyset(&set);
-  ::sigaddset(&set, sig);
-  ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
-  ::raise(sig);
-  ::_exit(128 + sig);
-}
 
 class fx_crash final : public spoold::Plugin {
  public:
@@ -51,7 +41,7 @@ class fx_crash final : public spoold::Plugin {
                                       spoold::fixtures::format_record(task, spoold::fixtures::unix_time_now()) + "\n");
     }
     const std::string_view how = task.arg("how").value_or("");
-    if (how == "segv") die_of(SIGSEGV);
+    if (how == "segv") spoold::fixtures::die_of(SIGSEGV);
     if (how == "abort") std::abort();
     if (how == "exit") ::_exit(3);
     if (how == "hang") {

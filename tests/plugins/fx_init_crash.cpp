@@ -5,30 +5,17 @@
 #include <spoold/plugin.hpp>
 
 #include <signal.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <string>
-
-#include "common/append_file.hpp"
+#include "die_of.hpp"
+#include "record_line.hpp"
 
 namespace {
 
 class fx_init_crash final : public spoold::Plugin {
  public:
   void init(const spoold::InitContext& context) override {
-    if (const auto file = context.options.get("record_file")) {
-      spoold::plugins::append_to_file(std::filesystem::absolute(std::string(*file)).string(),
-                                      "init queue=" + std::string(context.queue) +
-                                          " pid=" + std::to_string(::getpid()) + "\n");
-    }
-    ::signal(SIGSEGV, SIG_DFL);
-    sigset_t set;
-    ::sigemptyset(&set);
-    ::sigaddset(&set, SIGSEGV);
-    ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
-    ::raise(SIGSEGV);
-    ::_exit(128 + SIGSEGV);
+    spoold::fixtures::record_init(context);
+    spoold::fixtures::die_of(SIGSEGV);
   }
 
   spoold::Status handle(const spoold::Task&) override { return spoold::Status::Ok; }

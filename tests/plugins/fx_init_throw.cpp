@@ -3,24 +3,16 @@
 // init() first appends "init queue=<queue> pid=<pid>" there.
 #include <spoold/plugin.hpp>
 
-#include <unistd.h>
-
-#include <filesystem>
 #include <stdexcept>
-#include <string>
 
-#include "common/append_file.hpp"
+#include "record_line.hpp"
 
 namespace {
 
 class fx_init_throw final : public spoold::Plugin {
  public:
   void init(const spoold::InitContext& context) override {
-    if (const auto file = context.options.get("record_file")) {
-      spoold::plugins::append_to_file(std::filesystem::absolute(std::string(*file)).string(),
-                                      "init queue=" + std::string(context.queue) +
-                                          " pid=" + std::to_string(::getpid()) + "\n");
-    }
+    spoold::fixtures::record_init(context);
     throw std::runtime_error("fx_init_throw refuses these options");
   }
 

@@ -9,6 +9,10 @@
 // Args are in file order, duplicates included. Bytes of keys and values
 // outside printable ASCII, and space and backslash, are written as \xHH so a
 // line stays one line of space-separated fields.
+//
+// Fixtures whose init() misbehaves record each init() call instead:
+//
+//   init queue=<queue> pid=<pid>
 #pragma once
 
 #include <time.h>
@@ -16,10 +20,13 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <string_view>
 
 #include <spoold/plugin.hpp>
+
+#include "common/append_file.hpp"
 
 namespace spoold::fixtures {
 
@@ -80,6 +87,15 @@ inline std::string format_record(const Task& task, const std::string& called_at)
   if (task.arg("body_sha") == "1") line += " body_fnv1a=" + fnv1a_64_hex(task.body());
   line += " t=" + called_at;
   return line;
+}
+
+// With the option record_file set, appends the init line for this call.
+inline void record_init(const InitContext& context) {
+  if (const auto file = context.options.get("record_file")) {
+    spoold::plugins::append_to_file(std::filesystem::absolute(std::string(*file)).string(),
+                                    "init queue=" + std::string(context.queue) + " pid=" + std::to_string(::getpid()) +
+                                        "\n");
+  }
 }
 
 }  // namespace spoold::fixtures
