@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
 from support import (complete_lines, PLUGIN_DIR, SOURCE_DIR, SPOOLCTL, SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase,  # noqa: E402,F401
-                     decode_task, encode_task, task_files, wait_until, write_raw)
+                     decode_task, encode_task, fnv1a_64, read_fx_records, read_text, task_files, wait_until, write_raw)
 
 UWSGI = shutil.which("uwsgi") or ""
 PRODUCER_APP = os.path.join(HERE, "uwsgi_producer_app.py")
@@ -64,56 +64,6 @@ requires_uwsgi = unittest.skipUnless(UWSGI_OK, UWSGI_WHY or "uwsgi with python3"
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def fnv1a_64(data):
-    h = 0xcbf29ce484222325
-    for b in data:
-        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return "%016x" % h
-
-
-def unescape(text):
-    """Reverses record_line.hpp's escaping (\\xHH for bytes outside printable ASCII)."""
-    out, i, raw = bytearray(), 0, text.encode("latin-1")
-    while i < len(raw):
-        if raw[i:i + 2] == b"\\x":
-            out.append(int(raw[i + 2:i + 4], 16))
-            i += 4
-        else:
-            out.append(raw[i])
-            i += 1
-    return bytes(out)
-
-
-def parse_fx_record(line):
-    """One fx_record line (tests/plugins/record_line.hpp):
-    <id> attempt=<n> pid=<pid> <key>=<value>... body_len=<n>[ body_fnv1a=<h>] t=<unix time> result=<r>
-
-    Args come back as an ordered list of (bytes, bytes); keys must not hold '='."""
-    parts = line.split(" ")
-    rec = {"id": unescape(parts[0]).decode(), "attempt": int(parts[1].split("=", 1)[1]),
-           "pid": int(parts[2].split("=", 1)[1])}
-    tail = parts[3:]
-    end = len(tail)
-    while end > 0 and tail[end - 1].split("=", 1)[0] in ("result", "t", "body_fnv1a", "body_len"):
-        key, value = tail[end - 1].split("=", 1)
-        rec[key] = value
-        end -= 1
-        if key == "body_len":
-            break
-    rec["args"] = []
-    for p in tail[:end]:
-        k, v = p.split("=", 1)
-        rec["args"].append((unescape(k), unescape(v)))
-    rec["body_len"] = int(rec["body_len"])
-    if "t" in rec:
-        rec["t"] = float(rec["t"])
-    return rec
-
-
-def read_fx_records(path):
-    return [parse_fx_record(l) for l in complete_lines(path, encoding="latin-1")]
 
 
 def read_handler_records(path):
@@ -191,11 +141,7 @@ class UwsgiProcess:
         return self
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def check_alive(self):
         if self.proc.poll() is not None:

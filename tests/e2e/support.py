@@ -109,17 +109,77 @@ def complete_lines(path, encoding=None):
     return [line for line in text.split("\n")[:-1] if line]
 
 
+def read_text(path):
+    """A log file as text so far ("" if absent), undecodable bytes replaced."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+# The lines the fx_record / fx_crash fixtures write (tests/plugins/record_line.hpp).
+
+def fnv1a_64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % h
+
+
+def unescape(text):
+    """Reverses record_line.hpp's escaping (\\xHH for bytes outside printable ASCII)."""
+    out, i, raw = bytearray(), 0, text.encode("latin-1")
+    while i < len(raw):
+        if raw[i:i + 2] == b"\\x":
+            out.append(int(raw[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out.append(raw[i])
+            i += 1
+    return bytes(out)
+
+
+def parse_fx_record(line):
+    """One fx_record line (tests/plugins/record_line.hpp):
+    <id> attempt=<n> pid=<pid> <key>=<value>... body_len=<n>[ body_fnv1a=<h>] t=<unix time> result=<r>
+
+    Args come back as an ordered list of (bytes, bytes); keys must not hold '='."""
+    parts = line.split(" ")
+    rec = {"id": unescape(parts[0]).decode(), "attempt": int(parts[1].split("=", 1)[1]),
+           "pid": int(parts[2].split("=", 1)[1])}
+    tail = parts[3:]
+    end = len(tail)
+    while end > 0 and tail[end - 1].split("=", 1)[0] in ("result", "t", "body_fnv1a", "body_len"):
+        key, value = tail[end - 1].split("=", 1)
+        rec[key] = value
+        end -= 1
+        if key == "body_len":
+            break
+    rec["args"] = []
+    for p in tail[:end]:
+        k, v = p.split("=", 1)
+        rec["args"].append((unescape(k), unescape(v)))
+    rec["body_len"] = int(rec["body_len"])
+    if "t" in rec:
+        rec["t"] = float(rec["t"])
+    return rec
+
+
+def read_fx_records(path):
+    return [parse_fx_record(l) for l in complete_lines(path, encoding="latin-1")]
+
+
 def read_records(path):
-    """Lines written by the fx_record / fx_crash fixtures, parsed into dicts."""
+    """The same records as flat dicts of text, for quick checks: id, attempt,
+    pid, body_len, body_fnv1a, t, result, and each arg by its key (the fields
+    above win over an arg of the same name)."""
     out = []
-    for line in complete_lines(path):
-        parts = line.split(" ")
-        rec = {"id": parts[0]}
-        for p in parts[1:]:
-            if "=" in p:
-                k, v = p.split("=", 1)
-                rec[k] = v
-        out.append(rec)
+    for rec in read_fx_records(path):
+        flat = {k: v if isinstance(v, str) else str(v) for k, v in rec.items() if k != "args"}
+        for key, value in rec["args"]:
+            flat.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+        out.append(flat)
     return out
 
 
@@ -147,11 +207,7 @@ class Daemon:
         return self
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def signal(self, sig):
         self.proc.send_signal(sig)
