@@ -116,8 +116,9 @@ struct reader {
   std::vector<std::string> problems_;
 };
 
-const std::set<std::string> k_queue_settings = {"processes", "max_attempts", "backoff",   "backoff_max", "timeout",
-                                                "max_tasks", "dir_mode",     "file_mode"};
+const std::set<std::string> k_queue_settings = {"processes", "max_attempts", "backoff",  "backoff_max",
+                                                "timeout",   "init_timeout", "max_tasks", "dir_mode",
+                                                "file_mode"};
 
 void read_queue_settings(reader& r, const toml::table& t, const std::string& section, queue_config& q) {
   r.read_unsigned(t, "processes", section, q.processes, 1, 1024);
@@ -125,6 +126,7 @@ void read_queue_settings(reader& r, const toml::table& t, const std::string& sec
   r.read_duration(t, "backoff", section, q.backoff);
   r.read_duration(t, "backoff_max", section, q.backoff_max);
   r.read_duration(t, "timeout", section, q.timeout);
+  r.read_duration(t, "init_timeout", section, q.init_timeout);
   r.read_unsigned(t, "max_tasks", section, q.max_tasks, 0, 1000000000);
   r.read_mode(t, "dir_mode", section, q.dir_mode);
   r.read_mode(t, "file_mode", section, q.file_mode);

@@ -26,6 +26,9 @@ struct queue_config {
   duration backoff{1000};
   duration backoff_max{10 * 60 * 1000};
   duration timeout{0};  // 0 = no limit
+  // A spooler whose plugin chain's init() has not returned by then is
+  // killed (a database that does not answer); 0 = no limit.
+  duration init_timeout{30 * 1000};
   unsigned max_tasks = 0;
   unsigned dir_mode = 0700;
   unsigned file_mode = 0600;

@@ -34,7 +34,8 @@ class json_message_flag final : public spdlog::custom_flag_formatter {
 }  // namespace
 
 void setup_logging(const std::string& level, const std::string& format, const std::string& role) {
-  auto logger = spdlog::stderr_logger_st("spoold-" + role + "-" + std::to_string(::getpid()));
+  // Not registered by name: a reload installs a new one for the same role.
+  auto logger = std::make_shared<spdlog::logger>("spoold-" + role, std::make_shared<spdlog::sinks::stderr_sink_st>());
   if (format == "json") {
     auto formatter = std::make_unique<spdlog::pattern_formatter>();
     formatter->add_flag<json_message_flag>('j').set_pattern(

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <string>
 
 #include <spoold/plugin.hpp>
@@ -11,7 +13,8 @@
 #include "config.hpp"
 #include "logging.hpp"
 #include "plugin_check.hpp"
-#include "supervisor.hpp"
+#include "instance_lock.hpp"
+#include "master.hpp"
 
 namespace {
 
@@ -20,10 +23,14 @@ constexpr const char* k_usage =
     "\n"
     "Runs the queues of FILE (TOML) in the foreground, logging to stderr.\n"
     "  -c, --config FILE  the configuration file\n"
-    "  --check            validate FILE and load every plugin once, then exit:\n"
-    "                     0 when all is well, 2 with every problem listed\n"
     "  --version          print the version\n"
-    "Signals: TERM/INT finish the tasks in hand and exit 0; HUP re-reads FILE.\n";
+    "  --check            validate FILE, then load and start (create + init, with\n"
+    "                     the real options) every queue's plugin chain in a child,\n"
+    "                     then exit: 0 when all is well, 2 with every problem listed\n"
+    "Signals: TERM/INT finish the tasks in hand and exit 0 (a second one kills\n"
+    "them); HUP re-reads FILE, checks it in a child, replaces the spoolers and\n"
+    "offers ignored tasks again; USR1 logs a status line per queue; USR2 and\n"
+    "ALRM are logged and ignored. A second spoold on the same FILE is refused.\n";
 
 int usage_error(const std::string& message) {
   std::fprintf(stderr, "spoold: %s\n%s", message.c_str(), k_usage);
@@ -53,21 +60,36 @@ int main(int argc, char** argv) {
     }
   }
   if (config_path.empty()) return usage_error("no configuration file: give -c FILE");
+  std::optional<spoold::instance_lock> instance;
 
   auto loaded = spoold::load_config(config_path);
-  if (loaded.ok()) {
-    auto plugin_problems = spoold::check_plugins_in_child(loaded.value);
-    loaded.problems.insert(loaded.problems.end(), plugin_problems.begin(), plugin_problems.end());
+  if (!check && std::filesystem::exists(config_path)) {
+    // Before anything else: a second host on this file would consume its
+    // queues beside the first.
+    auto lock = spoold::instance_lock::acquire(loaded.value.path);
+    if (!lock) {
+      std::fprintf(stderr, "spoold: %s\n", lock.err().message.c_str());
+      return 2;
+    }
+    instance = std::move(*lock);
   }
+  // Every queue whose plugins exist is checked in a child even when the file
+  // has other problems, so that one pass shows them all. --check starts each
+  // chain (init with the real options); a start only loads the plugins, so
+  // that a database down at boot does not keep the host from starting.
+  auto plugin_problems = spoold::check_plugins_in_child(
+      loaded.value, check ? spoold::check_depth::load_and_init : spoold::check_depth::load);
+  loaded.problems.insert(loaded.problems.end(), plugin_problems.begin(), plugin_problems.end());
   if (!loaded.ok()) {
     for (const auto& p : loaded.problems) std::fprintf(stderr, "spoold: %s\n", p.c_str());
     std::fprintf(stderr, "spoold: %zu problem(s) in %s\n", loaded.problems.size(), config_path.c_str());
     return 2;
   }
   if (check) {
-    std::printf("%s: OK (%zu queue(s), every plugin loads)\n", config_path.c_str(), loaded.value.queues.size());
+    std::printf("%s: OK (%zu queue(s), every plugin chain loads and starts)\n", config_path.c_str(),
+                loaded.value.queues.size());
     return 0;
   }
   spoold::setup_logging(loaded.value.host.log_level, loaded.value.host.log_format, "master");
-  return spoold::run_supervisor(std::move(loaded.value));
+  return spoold::run_master(std::move(loaded.value), std::move(*instance));
 }

@@ -21,6 +21,11 @@ namespace spoold {
 struct assignment {
   std::uint64_t seq = 0;
   std::string task;  // task_ref::relative()
+  // Not empty when a spooler died inside this task: the try it owes is
+  // counted first (reschedule or failed/, with this reason), and the plugin
+  // chain does not run. Whoever takes the task next pays the debt, so a
+  // crash's try is never lost to a busy file or an I/O error.
+  std::string owed_try;
 };
 
 enum class outcome : std::int32_t {
@@ -37,6 +42,10 @@ enum class outcome : std::int32_t {
   io_error,      // could not act; the file is as it was
 };
 
+// A spooler's first message, once every plugin's init() has returned, is a
+// report with seq 0: the master names tasks only to spoolers that sent it.
+inline constexpr std::uint64_t k_ready_seq = 0;
+
 struct report {
   std::uint64_t seq = 0;
   outcome result = outcome::io_error;
@@ -51,15 +60,20 @@ struct report {
 // message when it has finished it.
 inline constexpr std::size_t k_max_batch = 64;
 inline constexpr std::size_t k_max_name = 300;  // "N/" + a task name (< 256)
-inline constexpr std::size_t k_max_message = k_max_batch * (sizeof(std::uint64_t) + 2 + k_max_name);
+inline constexpr std::size_t k_max_owed = 400;  // the reason of an owed try
+inline constexpr std::size_t k_max_message = k_max_batch * (sizeof(std::uint64_t) + 4 + k_max_name + k_max_owed);
 
-// An assignment batch: repeated [u64 seq][u16 length][relative name].
-// Both sides are one binary, so native byte order is enough.
+// An assignment batch: repeated [u64 seq][u16 length][relative name]
+// [u16 length][owed try]. Both sides are one binary, so native byte order
+// is enough.
 inline void append(const assignment& a, std::string& out) {
   const auto n = static_cast<std::uint16_t>(std::min(a.task.size(), k_max_name));
+  const auto o = static_cast<std::uint16_t>(std::min(a.owed_try.size(), k_max_owed));
   out.append(reinterpret_cast<const char*>(&a.seq), sizeof(a.seq));
   out.append(reinterpret_cast<const char*>(&n), sizeof(n));
   out.append(a.task.data(), n);
+  out.append(reinterpret_cast<const char*>(&o), sizeof(o));
+  out.append(a.owed_try.data(), o);
 }
 // Decodes a batch into out; false if the message is malformed.
 template <class Container>
@@ -74,6 +88,12 @@ bool decode_batch(const char* buf, std::size_t size, Container& out) {
     pos += sizeof(a.seq) + sizeof(n);
     if (size - pos < n) return false;
     a.task.assign(buf + pos, n);
+    pos += n;
+    if (size - pos < sizeof(n)) return false;
+    std::memcpy(&n, buf + pos, sizeof(n));
+    pos += sizeof(n);
+    if (size - pos < n) return false;
+    a.owed_try.assign(buf + pos, n);
     pos += n;
     out.push_back(std::move(a));
   }
@@ -97,6 +117,9 @@ struct spooler_slot {
   // two spoolers from running twice at once.)
   std::atomic<std::uint64_t> revoked_to{0};
   std::atomic<std::uint64_t> revoked_after{0};
+  // The index in the queue's chain of the plugin whose init() is running,
+  // so that the master can name the plugin of a spooler stuck in init().
+  std::atomic<std::uint32_t> init_plugin{0};
 };
 
 }  // namespace spoold

@@ -254,6 +254,38 @@ result<void> queue_dir::move_unparsable(const task_ref& ref, int file_fd, const 
   return {};
 }
 
+result<void> queue_dir::record_ignored(const claimed_task& task) {
+  const std::string line = task.ref.relative() + " " + std::to_string(task.st.st_ino) + " " +
+                           std::to_string(mtime_ns(task.st)) + " " + std::to_string(task.st.st_size) + "\n";
+  auto fd = open_at(dir_.get(), std::string(k_ignored_list), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                    config_.file_mode);
+  if (!fd) return fd.err();
+  // One write of a short line to an O_APPEND file: lines of several
+  // spoolers never interleave.
+  return write_all(fd->get(), line.data(), line.size(), path_ + "/" + std::string(k_ignored_list));
+}
+
+void queue_dir::clear_ignored() { ::unlinkat(dir_.get(), std::string(k_ignored_list).c_str(), 0); }
+
+void queue_dir::remove_temp_of(const task_ref& ref) {
+  if (auto dir = subdir(ref.priority)) ::unlinkat(*dir, (std::string(k_temp_prefix) + ref.name).c_str(), 0);
+}
+
+std::size_t queue_dir::count_failed() {
+  std::size_t n = 0;
+  auto fd = subdir(k_failed);
+  if (!fd) return 0;
+  unique_fd scan(::openat(*fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  DIR* d = scan.valid() ? ::fdopendir(scan.release()) : nullptr;
+  if (d == nullptr) return 0;
+  while (dirent* e = ::readdir(d)) {
+    const std::string_view name(e->d_name);
+    if (is_task_name(name) && !name.ends_with(".error")) ++n;
+  }
+  ::closedir(d);
+  return n;
+}
+
 bool queue_dir::remove_if_stale_temp(int dirfd, const char* name, std::int64_t max_age_ns, std::int64_t now) {
   const std::string_view n(name);
   if (n.substr(0, k_temp_prefix.size()) != k_temp_prefix) return false;

@@ -23,6 +23,14 @@ namespace spoold {
 // being written (uWSGI creates the file, then writes it).
 inline constexpr std::int64_t k_incomplete_grace_ns = 10'000'000'000;
 
+// The list of tasks no plugin took (SPEC §4: not offered again until the
+// file changes or the host reloads): one line "<relative name> <inode>
+// <mtime ns> <size>" each, appended by the spooler that saw the Ignore, so
+// that spoolctl can show them as ignored. The host removes it at start and at
+// a reload, when those tasks are offered again. Not a task name: uWSGI
+// leaves it alone.
+inline constexpr std::string_view k_ignored_list = ".spoold-ignored";
+
 // A task's place: "" for the top directory or a priority "N", and its name.
 struct task_ref {
   std::string priority;
@@ -105,6 +113,16 @@ class queue_dir {
   // Moves a file that cannot be parsed to failed/ unchanged, with the
   // reason in failed/<name>.error beside it.
   result<void> move_unparsable(const task_ref& ref, int file_fd, const std::string& reason);
+  // Appends the task to the ignored list (k_ignored_list).
+  result<void> record_ignored(const claimed_task& task);
+  // Removes the ignored list: every task in it is offered again.
+  void clear_ignored();
+  // Removes the temporary file a rewrite of this task left when its spooler
+  // died in the middle of it.
+  void remove_temp_of(const task_ref& ref);
+  // Task files in failed/ (one directory read: for a status line).
+  std::size_t count_failed();
+
   // Removes .spoold-tmp-* files older than max_age_ns left by a crash, in
   // the whole queue or (failed_only) in failed/ alone: the master's scan
   // removes the ones in the queue's directories as it passes them, so that

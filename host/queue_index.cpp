@@ -239,7 +239,7 @@ void queue_index::rescan() {
   }
 }
 
-std::optional<std::string> queue_index::next_due(std::int64_t now) {
+std::optional<assignment> queue_index::next_due(std::int64_t now) {
   while (!waiting_.empty() && waiting_.top().first <= now) {
     auto [due, rel] = waiting_.top();
     waiting_.pop();
@@ -270,7 +270,7 @@ std::optional<std::string> queue_index::next_due(std::int64_t now) {
         auto it = known_.find(rel);
         if (it == known_.end() || it->second.st != state::pending) continue;
         it->second.st = state::in_flight;
-        return rel;
+        return assignment{0, rel, it->second.owed_try};
       }
     }
     if (!sources_changed_) break;
@@ -295,6 +295,9 @@ void queue_index::on_report(const std::string& task, const report& r, std::int64
       known_.erase(task);
       break;
     case outcome::rescheduled:
+      known_[task].owed_try.clear();
+      wait_until(task, r.due_ns);
+      break;
     case outcome::not_due:
       wait_until(task, r.due_ns);
       break;
@@ -326,6 +329,37 @@ void queue_index::on_returned(const std::string& task) {
   }
   known_[task].st = state::pending;
   src->second->pending.push_front(ref->name);
+}
+
+void queue_index::owe_try(const std::string& task, std::string why) {
+  on_returned(task);
+  auto it = known_.find(task);
+  if (it != known_.end()) it->second.owed_try = std::move(why);
+}
+
+void queue_index::forget_ignored() {
+  for (auto it = known_.begin(); it != known_.end();) {
+    if (it->second.st == state::ignored) {
+      it = known_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  rescan();
+}
+
+queue_index::counts queue_index::count() const {
+  counts c;
+  for (const auto& [name, e] : known_) {
+    switch (e.st) {
+      case state::pending: ++c.pending; break;
+      case state::in_flight: ++c.in_flight; break;
+      case state::waiting: ++c.delayed; break;
+      case state::ignored: ++c.ignored; break;
+    }
+  }
+  for (const auto& [prio, s] : sources_) c.complete = c.complete && !s->scanning;
+  return c;
 }
 
 std::int64_t queue_index::next_wakeup() {

@@ -45,13 +45,30 @@ class queue_index {
   // Starts a new pass over every directory (missed events, overflow).
   void rescan();
 
-  // The next task to hand out, marked as in a spooler's hands; nullopt when
-  // nothing is due.
-  std::optional<std::string> next_due(std::int64_t now);
+  // The next task to hand out (with the try it owes, if any; seq unset),
+  // marked as in a spooler's hands; nullopt when nothing is due.
+  std::optional<assignment> next_due(std::int64_t now);
   // A spooler's report on a task it was handed.
   void on_report(const std::string& task, const report& r, std::int64_t now);
   // A task handed out but never started (its spooler stopped first).
   void on_returned(const std::string& task);
+  // A task whose spooler died inside it: offered again at once, and the
+  // spooler that takes it counts the try (why) before anything else. The
+  // debt stays until a spooler has counted it or the task is gone.
+  void owe_try(const std::string& task, std::string why);
+  // Forgets which tasks no plugin took, so that they are offered again
+  // (a reload: the new plugins may take them).
+  void forget_ignored();
+
+  // What the index knows of the queue right now (a status line).
+  struct counts {
+    std::size_t pending = 0;    // due, waiting for a spooler
+    std::size_t delayed = 0;    // waiting for their time (at, backoff, a busy file)
+    std::size_t ignored = 0;    // no plugin took them
+    std::size_t in_flight = 0;  // named to a spooler
+    bool complete = true;       // false while a scan has names still unread
+  };
+  counts count() const;
   // The earliest time a waiting task becomes due; INT64_MAX if none.
   std::int64_t next_wakeup();
 
@@ -66,6 +83,7 @@ class queue_index {
     // Waiting only because the file was still being written: its writer's
     // close event offers it again before the grace period ends.
     bool incomplete = false;
+    std::string owed_try;  // see owe_try()
   };
   struct source;
 

@@ -9,10 +9,11 @@
 #include <memory>
 #include <vector>
 
-#include "backoff.hpp"
+#include "finish_try.hpp"
 #include "logging.hpp"
 #include "plugin_loader.hpp"
 #include "queue_dir.hpp"
+#include "signals.hpp"
 
 namespace spoold {
 
@@ -25,17 +26,15 @@ void on_terminate(int) { g_terminate = 1; }
 // The order after fork: signals first (so nothing inherited from the master
 // runs here), then the parent-death signal, then everything else.
 void reset_process_state(pid_t master_pid) {
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
-  }
+  reset_signals_after_fork();
   // A terminal's Ctrl-C reaches the whole process group: the master decides
   // how spoolers stop, so they ignore it.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGHUP, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
+  // `kill -USR1` sent to the whole group asks the master for a status line.
+  ::signal(SIGUSR1, SIG_IGN);
+  ::signal(SIGUSR2, SIG_IGN);
   struct sigaction sa {};
   sa.sa_handler = on_terminate;
   sigemptyset(&sa.sa_mask);
@@ -106,7 +105,10 @@ class spooler {
     dir_ = std::make_unique<queue_dir>(std::move(*dir));
     if (int code = load_chain(); code != 0) return code;
     chain_text_ = chain_names();
-    spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_names());
+    // Ready: the master names tasks only to spoolers whose init() returned.
+    const report ready{k_ready_seq, outcome::done, 0, {}, -1};
+    if (::send(socket_, &ready, sizeof(ready), MSG_NOSIGNAL) < 0) return k_spooler_exit_socket;
+    spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_text_);
     std::vector<char> buf(k_max_message);
     std::deque<assignment> todo;
     std::vector<report> done;
@@ -158,7 +160,10 @@ class spooler {
   // Sends the waiting outcomes in one message; false when the master is gone.
   bool flush(std::vector<report>& done) {
     if (done.empty()) return true;
-    const ssize_t n = ::send(socket_, done.data(), done.size() * sizeof(report), MSG_NOSIGNAL);
+    ssize_t n = -1;
+    do {
+      n = ::send(socket_, done.data(), done.size() * sizeof(report), MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);  // SIGTERM interrupts: the master is still there
     done.clear();
     if (n < 0 && errno != EPIPE && errno != ECONNRESET) {
       spdlog::error("spooler for queue {}: send to the master: {}", queue_.name, errno_text(errno));
@@ -168,6 +173,7 @@ class spooler {
 
   int load_chain() {
     for (const auto& name : queue_.plugins) {
+      slot_->init_plugin.store(static_cast<std::uint32_t>(chain_.size()));
       auto loaded = load_plugin(host_, name);
       if (!loaded) {
         spdlog::error("spooler for queue {}: {}", queue_.name, loaded.err().message);
@@ -198,6 +204,7 @@ class spooler {
       r.result = outcome::rejected;
       return r;
     }
+    if (!a.owed_try.empty()) return pay_owed_try(*ref, a.owed_try, r);
     auto c = dir_->claim(*ref, now_ns());
     r.identity = c.identity;
     r.due_ns = c.due_ns;
@@ -228,6 +235,47 @@ class spooler {
     r.result = run_chain(task, started, r.due_ns);
     r.handle_ns = monotonic_ns() - started;
     slot_->current_seq.store(0);
+    return r;
+  }
+
+  // A spooler died inside this task: count that try before anyone runs it
+  // again. A busy or unreadable file keeps the debt in the master's index
+  // for the next taker.
+  report pay_owed_try(const task_ref& ref, const std::string& why, report& r) {
+    dir_->remove_temp_of(ref);
+    const std::int64_t now = now_ns();
+    auto c = dir_->claim(ref, now, false);
+    r.identity = c.identity;
+    r.due_ns = c.due_ns;
+    switch (c.status) {
+      case claim_status::claimed: break;
+      case claim_status::busy:
+        spdlog::info("task {} queue={}: the try its crashed spooler owes waits: another process holds the file's lock",
+                     ref.name, queue_.name);
+        r.result = outcome::busy;
+        return r;
+      case claim_status::gone: r.result = outcome::gone; return r;
+      case claim_status::unparsable: r.result = outcome::unparsable; return r;
+      case claim_status::rejected: r.result = outcome::rejected; return r;
+      default:
+        spdlog::warn("task {} queue={}: the try its crashed spooler owes waits: {}", ref.name, queue_.name, c.reason);
+        r.result = outcome::io_error;
+        return r;
+    }
+    claimed_task& task = *c.task;
+    try_end end = finish_try(*dir_, task, why, false, now);
+    r.result = end.result;
+    r.due_ns = end.due_ns;
+    if (end.result == outcome::io_error) {
+      spdlog::error("task {} queue={}: the try its crashed spooler owes is not counted yet: {}", ref.name, queue_.name,
+                    end.error);
+    } else if (end.result == outcome::failed) {
+      spdlog::warn("task {} queue={} status=crash attempt={}: moved to failed/: {}", ref.name, queue_.name,
+                   task.attempt, end.error);
+    } else {
+      spdlog::warn("task {} queue={} status=crash attempt={} next_try_in={}: {}", ref.name, queue_.name, task.attempt,
+                   format_duration(end.delay), end.error);
+    }
     return r;
   }
 
@@ -274,8 +322,11 @@ class spooler {
     }
     const ms_text took{monotonic_ns() - started};
     const std::string& plugin_name = decided_by != nullptr ? decided_by->name() : chain_text_;
-    const unsigned tries = task.attempt + 1;
     if (status == static_cast<std::int32_t>(Status::Ignore)) {
+      if (auto listed = dir_->record_ignored(task); !listed) {
+        spdlog::warn("task {} queue={}: cannot list it as ignored for spoolctl: {}", task.ref.name, queue_.name,
+                     listed.err().message);
+      }
       spdlog::info("task {} queue={} plugin={} status=ignore attempt={} duration={}: left in place, not offered again until it changes",
                    task.ref.name, queue_.name, plugin_name, task.attempt, took);
       return outcome::ignored;
@@ -290,32 +341,20 @@ class spooler {
                    plugin_name, task.attempt, took);
       return outcome::done;
     }
-    if (status == static_cast<std::int32_t>(Status::Fail) || tries >= queue_.max_attempts) {
-      const bool by_fail = status == static_cast<std::int32_t>(Status::Fail);
-      if (error_text.empty()) {
-        error_text = by_fail ? "plugin '" + plugin_name + "' returned Fail" : "plugin '" + plugin_name + "' returned Retry";
-      }
-      if (!by_fail) error_text += " (gave up after " + std::to_string(tries) + " of max_attempts " + std::to_string(queue_.max_attempts) + ")";
-      if (auto moved = dir_->fail(task, tries, error_text); !moved) {
-        spdlog::error("task {} queue={}: cannot move it to failed/: {}; it stays pending", task.ref.name, queue_.name,
-                      moved.err().message);
-        return outcome::io_error;
-      }
+    const bool by_fail = status == static_cast<std::int32_t>(Status::Fail);
+    if (error_text.empty()) error_text = "plugin '" + plugin_name + "' returned " + (by_fail ? "Fail" : "Retry");
+    try_end end = finish_try(*dir_, task, std::move(error_text), by_fail, now_ns());
+    due_ns = end.due_ns;
+    if (end.result == outcome::io_error) {
+      spdlog::error("task {} queue={}: {}", task.ref.name, queue_.name, end.error);
+    } else if (end.result == outcome::failed) {
       spdlog::warn("task {} queue={} plugin={} status={} attempt={} duration={}: moved to failed/: {}", task.ref.name,
-                   queue_.name, plugin_name, status_name(status), task.attempt, took, error_text);
-      return outcome::failed;
+                   queue_.name, plugin_name, status_name(status), task.attempt, took, end.error);
+    } else {
+      spdlog::info("task {} queue={} plugin={} status=retry attempt={} duration={} next_try_in={}: {}", task.ref.name,
+                   queue_.name, plugin_name, task.attempt, took, format_duration(end.delay), end.error);
     }
-    if (error_text.empty()) error_text = "plugin '" + plugin_name + "' returned Retry";
-    const duration delay = retry_delay(tries, queue_.backoff, queue_.backoff_max, random_jitter());
-    due_ns = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count();
-    if (auto re = dir_->reschedule(task, tries, error_text, due_ns); !re) {
-      spdlog::error("task {} queue={}: cannot reschedule it: {}; it stays as it was", task.ref.name, queue_.name,
-                    re.err().message);
-      return outcome::io_error;
-    }
-    spdlog::info("task {} queue={} plugin={} status=retry attempt={} duration={} next_try_in={}: {}", task.ref.name,
-                 queue_.name, plugin_name, task.attempt, took, format_duration(delay), error_text);
-    return outcome::rescheduled;
+    return end.result;
   }
 
   const host_config& host_;

@@ -22,6 +22,7 @@ std::string when_of(const queue_entry& e, std::int64_t now) {
   switch (e.state) {
     case task_state::pending: return "age " + format_span(now - e.mtime_ns);
     case task_state::delayed: return "in " + format_span(e.due_ns - now);
+    case task_state::ignored: return "age " + format_span(now - e.mtime_ns) + ", no plugin took it";
     case task_state::failed: {
       const std::int64_t at = e.failed_at ? *e.failed_at * 1'000'000'000 : e.mtime_ns;
       return format_span(now - at) + " ago";
@@ -81,7 +82,7 @@ int run_ls(const queue_target& queue) {
   if (listing->dir_missing) {
     report("the directory of " + queue.label + " does not exist yet: nothing was enqueued and no host has started on it");
   }
-  std::size_t counts[3] = {0, 0, 0};
+  std::size_t counts[4] = {0, 0, 0, 0};  // by task_state
   std::size_t id_width = 2;
   for (const auto& e : listing->entries) id_width = std::max(id_width, escape_bytes(e.id).size());
   if (!listing->entries.empty()) print_row("STATE", "PRIORITY", "ATTEMPT", "WHEN", "ID", id_width, "ERROR");
@@ -90,7 +91,9 @@ int run_ls(const queue_target& queue) {
     print_row(state_name(e.state), e.priority ? std::to_string(*e.priority) : "-",
               e.parsed ? std::to_string(e.attempt) : "-", when_of(e, now), escape_bytes(e.id), id_width, problem_of(e));
   }
-  std::cout << counts[0] << " pending, " << counts[1] << " delayed, " << counts[2] << " failed\n" << std::flush;
+  std::cout << counts[0] << " pending, " << counts[1] << " delayed, ";
+  if (counts[2] != 0) std::cout << counts[2] << " ignored, ";
+  std::cout << counts[3] << " failed\n" << std::flush;
   for (const auto& s : listing->skipped) report("skipped " + s);
   return std::cout ? exit_ok : exit_failure;
 }
@@ -139,7 +142,9 @@ int run_show(const queue_target& queue, const std::string& id) {
   out << "priority:   " << (e.priority ? std::to_string(*e.priority) : "-") << '\n';
   out << "size:       " << file->st.st_size << " bytes\n";
   out << "modified:   " << format_time(mtime_ns(file->st)) << " (" << relative(mtime_ns(file->st), now) << ")\n";
-  if (e.state != task_state::failed) {
+  if (e.state == task_state::ignored) {
+    out << "due:        not offered again until the file changes or the host reloads (no plugin took it)\n";
+  } else if (e.state != task_state::failed) {
     out << "due:        " << format_time(e.due_ns) << " (" << relative(e.due_ns, now) << ")\n";
   }
   if (!parsed.ok()) {

@@ -6,10 +6,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <map>
 #include <set>
+#include <sstream>
+#include <tuple>
 
 #include "dir_entries.hpp"
 #include "enqueue_task.hpp"
+#include "queue_dir.hpp"
 #include "spool_file.hpp"
 #include "task_reader.hpp"
 
@@ -18,11 +22,31 @@ namespace spoold {
 namespace {
 
 constexpr std::size_t k_max_note_bytes = 64 * 1024;
+constexpr std::size_t k_max_ignored_list_bytes = 16 * 1024 * 1024;
+
+// The host's list of ignored tasks: "<relative name> <ino> <mtime ns> <size>"
+// per line. A task is ignored while its file is still the version listed.
+using ignored_versions = std::map<std::string, std::tuple<std::uint64_t, std::int64_t, std::int64_t>>;
+
+ignored_versions read_ignored_list(int queue_fd, const std::string& dir) {
+  ignored_versions out;
+  auto text = read_note(queue_fd, std::string(k_ignored_list), dir + "/" + std::string(k_ignored_list),
+                        k_max_ignored_list_bytes);
+  if (!text) return out;
+  std::istringstream lines(*text);
+  std::string rel;
+  std::uint64_t ino = 0;
+  std::int64_t mtime = 0;
+  std::int64_t size = 0;
+  while (lines >> rel >> ino >> mtime >> size) out[rel] = {ino, mtime, size};
+  return out;
+}
 
 struct scan_context {
   std::string dir;
   std::int64_t now_ns = 0;
   queue_listing* out = nullptr;
+  ignored_versions ignored;
 };
 
 std::optional<std::int64_t> decimal_of(std::optional<std::string_view> text) {
@@ -99,6 +123,11 @@ std::optional<queue_entry> describe(scan_context& ctx, int dirfd, const std::str
   }
   if (subdir == k_failed_dir) {
     e.state = task_state::failed;
+  } else if (auto it = ctx.ignored.find(subdir.empty() ? name : subdir + "/" + name);
+             it != ctx.ignored.end() &&
+             it->second == std::make_tuple(static_cast<std::uint64_t>(file->st.st_ino), e.mtime_ns,
+                                           static_cast<std::int64_t>(file->st.st_size))) {
+    e.state = task_state::ignored;
   } else {
     e.state = e.due_ns > ctx.now_ns ? task_state::delayed : task_state::pending;
   }
@@ -150,6 +179,9 @@ bool runs_before(const queue_entry& a, const queue_entry& b) {
     case task_state::delayed:
       if (a.due_ns != b.due_ns) return a.due_ns < b.due_ns;
       break;
+    case task_state::ignored:
+      if (a.mtime_ns != b.mtime_ns) return a.mtime_ns < b.mtime_ns;
+      break;
     case task_state::failed: {
       const auto fa = a.failed_at.value_or(a.mtime_ns / 1'000'000'000);
       const auto fb = b.failed_at.value_or(b.mtime_ns / 1'000'000'000);
@@ -166,6 +198,7 @@ const char* state_name(task_state state) {
   switch (state) {
     case task_state::pending: return "pending";
     case task_state::delayed: return "delayed";
+    case task_state::ignored: return "ignored";
     case task_state::failed: return "failed";
   }
   return "unknown";
@@ -207,7 +240,7 @@ result<queue_listing> list_queue(const std::string& dir, std::int64_t now_ns) {
   }
   auto names = list_names(queue_fd->get(), dir);
   if (!names) return names.err();
-  scan_context ctx{dir, now_ns, &out};
+  scan_context ctx{dir, now_ns, &out, read_ignored_list(queue_fd->get(), dir)};
   scan_tasks(ctx, queue_fd->get(), "", *names);
   for (const auto& name : *names) {
     if (!is_priority_name(name) && name != k_failed_dir) continue;
@@ -226,9 +259,9 @@ result<std::optional<queue_entry>> find_task(const std::string& dir, const std::
                       EINVAL);
   }
   queue_listing scratch;
-  scan_context ctx{dir, now_ns, &scratch};
   auto queue_fd = open_queue_dir(dir);
   if (!queue_fd) return queue_fd.err();
+  scan_context ctx{dir, now_ns, &scratch, read_ignored_list(queue_fd->get(), dir)};
   auto names = list_names(queue_fd->get(), dir);
   if (!names) return names.err();
 

@@ -21,7 +21,9 @@ inline constexpr std::string_view k_note_suffix = ".error";
 // written by a producer that creates, then fills, its file (uWSGI).
 inline constexpr std::int64_t k_write_grace_ns = 10'000'000'000;
 
-enum class task_state { pending, delayed, failed };
+// ignored: no plugin of the running host took it (SPEC §4); it waits for a
+// change of the file or a reload, listed in the queue's .spoold-ignored.
+enum class task_state { pending, delayed, ignored, failed };
 const char* state_name(task_state state);
 
 struct queue_entry {

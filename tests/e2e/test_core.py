@@ -329,7 +329,7 @@ class ConfigErrorTest(SpooldTestCase):
         self.assertIn("libfx_small_struct.so) has an entry of", err)
 
     def test_check_ok(self):
-        p = self.run_spoold(host_toml() + queue_toml("q", "fx_record"), "--check")
+        p = self.run_spoold(host_toml() + queue_toml("q", "fx_record", {"record_file": self.path("r.txt")}), "--check")
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertIn("OK", p.stdout.decode())
 

@@ -8,6 +8,9 @@
 //   how = throw_other  throws an int (not a std::exception)
 //   how = code         returns the unknown status 7
 //   how = permanent    throws spoold::PermanentError (a Fail with a reason)
+//   how = segv_locked  forks a child that keeps the task's lock (it shares the
+//                      spooler's open file) until the file named by the arg
+//                      release exists, then dies of SIGSEGV
 //   anything else      returns Ok
 #include <spoold/plugin.hpp>
 
@@ -51,6 +54,14 @@ class fx_crash final : public spoold::Plugin {
     if (how == "throw_other") throw 42;
     if (how == "permanent") throw spoold::PermanentError("fixture gave up: permanent");
     if (how == "code") return static_cast<spoold::Status>(7);
+    if (how == "segv_locked") {
+      const std::string release(task.arg("release").value_or(""));
+      if (::fork() == 0) {
+        for (int i = 0; i < 6000 && ::access(release.c_str(), F_OK) != 0; ++i) ::usleep(10'000);
+        ::_exit(0);
+      }
+      spoold::fixtures::die_of(SIGSEGV);
+    }
     return spoold::Status::Ok;
   }
 
