@@ -23,14 +23,6 @@ namespace spoold {
 // being written (uWSGI creates the file, then writes it).
 inline constexpr std::int64_t k_incomplete_grace_ns = 10'000'000'000;
 
-// The list of tasks no plugin took (SPEC §4: not offered again until the
-// file changes or the host reloads): one line "<relative name> <inode>
-// <mtime ns> <size>" each, appended by the spooler that saw the Ignore, so
-// that spoolctl can show them as ignored. The host removes it at start and at
-// a reload, when those tasks are offered again. Not a task name: uWSGI
-// leaves it alone.
-inline constexpr std::string_view k_ignored_list = ".spoold-ignored";
-
 // A task's place: "" for the top directory or a priority "N", and its name.
 struct task_ref {
   std::string priority;

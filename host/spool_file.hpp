@@ -18,6 +18,14 @@ namespace spoold {
 
 inline constexpr std::string_view k_task_prefix = "uwsgi_spoolfile_on_";
 inline constexpr std::string_view k_temp_prefix = ".spoold-tmp-";
+
+// The list of tasks no plugin took (SPEC §4: not offered again until the
+// file changes or the host reloads): one line "<relative name> <inode>
+// <mtime ns> <size>" each, appended by the spooler that saw the Ignore, so
+// that spoolctl can show them as ignored. The host removes it at start and at
+// a reload, when those tasks are offered again. Not a task name: uWSGI
+// leaves it alone.
+inline constexpr std::string_view k_ignored_list = ".spoold-ignored";
 inline constexpr std::size_t k_header_size = 4;
 inline constexpr std::size_t k_max_args_size = 0xffff;
 inline constexpr std::uint8_t k_modifier1_spool = 17;

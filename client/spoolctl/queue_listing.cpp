@@ -13,7 +13,6 @@
 
 #include "dir_entries.hpp"
 #include "enqueue_task.hpp"
-#include "queue_dir.hpp"
 #include "spool_file.hpp"
 #include "task_reader.hpp"
 

@@ -28,10 +28,10 @@ class StuckAndBlockedWorkTest(SpooldTestCase):
         q = self.path("spool/q")
         cfg = host_toml() + queue_toml("q", "fx_slow_init", {"record_file": rec, "init_ms": 60000,
                                                               "block_first": self.path("blocked")},
-                                        processes=2, init_timeout="120s")
+                                        processes=2)
         d = self.daemon(cfg)
         ids = [write_raw(q, encode_task({"i": str(i)})) for i in range(20)]
-        # Far less than the 60 s the blocked spooler sleeps.
+        # Far less than the 60 s the blocked spooler sleeps (or init_timeout's 30 s).
         wait_until(lambda: set(ids) <= {r["id"] for r in read_records(rec)}, 20, what="all 20 tasks to run")
         pids = {r["pid"] for r in read_records(rec) if "id" in r and r["id"] in ids}
         self.assertEqual(len(pids), 1, "one spooler (the one whose init() returned) ran them all")
@@ -62,7 +62,7 @@ class StuckAndBlockedWorkTest(SpooldTestCase):
                + queue_toml("slow", "fx_slow_init", {"record_file": slow_rec, "init_ms": 2000}))
         d = self.daemon(cfg)
         d.signal(signal.SIGHUP)
-        wait_until(lambda: "reload: checking the plugins" in d.log(), 10, what="the reload's check to start")
+        wait_until(lambda: "SIGHUP: re-reading" in d.log(), 10, what="the reload to start")
         task = write_raw(self.path("spool/fast"), encode_task({"k": "v"}))
         wait_until(lambda: task in {r["id"] for r in read_records(rec)}, 10, what="the fast queue's task")
         self.assertNotIn("reloaded", d.log(), "the task ran while the reload was being checked")
