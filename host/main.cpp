@@ -53,7 +53,8 @@ int main(int argc, char** argv) {
       std::fputs(k_usage, stdout);
       return 0;
     } else if (arg == "--version") {
-      std::printf("spoold %s (plugin ABI %u)\n", SPOOLD_VERSION, SPOOLD_ABI_VERSION);
+      std::printf("spoold %s (plugin ABI %u)%s\n", SPOOLD_VERSION, SPOOLD_ABI_VERSION,
+                  spoold::fault_injection_built() ? " with test fault injection (SPOOLD_FAULT_INJECT)" : "");
       return 0;
     } else {
       return usage_error("unknown argument '" + arg + "'");

@@ -55,6 +55,7 @@ class master {
   std::int64_t rescan_period() const { return to_ns(cfg_.host.rescan_interval); }
 
   int setup() {
+    set_fault_role("master");
     if (auto installed = signals_.install(); !installed) {
       spdlog::error("{}", installed.err().message);
       return 1;

@@ -1,17 +1,45 @@
-// The one home of raw syscalls in the host: each wrapped once, EINTR
-// retried, errno turned into a message that says what was being done.
+// The one home of the raw syscalls of a task's life (claim, read, delete,
+// reschedule, fail, the producers' write): each wrapped once, EINTR retried
+// in one place, errno turned into a message that says what was being done.
+//
+// It is also the seam for fault injection. In a build with
+// SPOOLD_FAULT_INJECTION (scripts/test turns it on; a plain or release build
+// has none of it), the environment variable
+//   SPOOLD_FAULT_INJECT="CALL:ERRNO:N[:ROLE][,...]"
+// makes the Nth call (counted from 1 in each process, after its role is set)
+// of CALL fail with ERRNO before it reaches the kernel, in processes of ROLE
+// (master, spooler, producer; * or absent: any). CALL is one of the names of
+// syscall_id. An injected EINTR is retried like a real one.
 #pragma once
 
 #include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <string_view>
 
 #include "result.hpp"
 
 namespace spoold {
+
+// The calls the seam wraps, by the names SPOOLD_FAULT_INJECT uses.
+enum class syscall_id { open, stat, read, write, fsync, rename, unlink, mkdir, utimens, lock, count_ };
+inline constexpr const char* k_syscall_names[] = {"open",   "stat",   "read",  "write",   "fsync",
+                                                  "rename", "unlink", "mkdir", "utimens", "lock"};
+static_assert(std::size(k_syscall_names) == static_cast<std::size_t>(syscall_id::count_));
+
+// True when this binary was built with SPOOLD_FAULT_INJECTION.
+bool fault_injection_built();
+// The process's role for SPOOLD_FAULT_INJECT ("master", "spooler"; the rest
+// are "producer"); restarts the call counts. Called after fork.
+void set_fault_role(std::string_view role);
+// For in-process tests: replaces the plan read from the environment ("" =
+// none) and restarts the counts.
+void set_fault_plan(std::string_view plan);
+// Calls of each syscall_id since the counts restarted.
+unsigned syscall_count(syscall_id id);
 
 // An owned file descriptor, closed on destruction.
 class unique_fd {

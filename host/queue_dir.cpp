@@ -110,9 +110,9 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
   // stamps its ctime at or after this.
   const std::int64_t opening_ns = coarse_now_ns();
   // O_NONBLOCK: a FIFO or device named like a task must not block us.
-  const int fd = ::openat(*dir, ref.name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
+  auto opened = open_at(*dir, ref.name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (!opened) {
+    const int err = opened.err().code;
     if (err == ENOENT) {
       out.status = claim_status::gone;
     } else if (err == ELOOP) {
@@ -124,17 +124,20 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
     }
     return out;
   }
+  const int fd = opened->get();
   claimed_task task;
   task.ref = ref;
-  task.fd = unique_fd(fd);
+  task.fd = std::move(*opened);
   // Lock first, then check the file: what we opened may be gone by now.
   // Messages name the path only on failure: building it costs an
   // allocation per task on the hot path.
   auto locked = try_lock_file(fd, ref.name);
-  if (::fstat(fd, &task.st) != 0) {
-    out.reason = io_error("fstat " + display(ref), errno).message;
+  auto st = fstat_fd(fd, ref.name);
+  if (!st) {
+    out.reason = st.err().message + " in " + dir_path(ref);
     return out;
   }
+  task.st = *st;
   out.identity = identity_of(task.st);
   if (!S_ISREG(task.st.st_mode)) {
     out.status = claim_status::rejected;
@@ -157,12 +160,20 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
   // is skipped, a syscall and a path lookup per task in a backlog.
   const bool unchanged_since_open = local_clock_dev_ && task.st.st_dev == *local_clock_dev_ &&
                                     ctime_ns(task.st) < opening_ns;
-  struct stat by_name {};
-  if (task.st.st_nlink == 0 ||
-      (!unchanged_since_open && (::fstatat(*dir, ref.name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0 ||
-                                 by_name.st_ino != task.st.st_ino || by_name.st_dev != task.st.st_dev))) {
+  if (task.st.st_nlink == 0) {
     out.status = claim_status::gone;
     return out;
+  }
+  if (!unchanged_since_open) {
+    auto by_name = lstat_at(*dir, ref.name);
+    if (!by_name && by_name.err().code != ENOENT) {
+      out.reason = by_name.err().message + " in " + dir_path(ref);
+      return out;
+    }
+    if (!by_name || by_name->st_ino != task.st.st_ino || by_name->st_dev != task.st.st_dev) {
+      out.status = claim_status::gone;
+      return out;
+    }
   }
   if (task.st.st_size > k_max_task_bytes) {
     std::string reason = "the file is " + std::to_string(task.st.st_size) + " bytes, over the 1 GiB limit for a task";
@@ -234,8 +245,16 @@ result<void> queue_dir::fail(claimed_task& task, unsigned attempt, const std::st
   if (!bytes) return make_error("rewrite " + display(task.ref) + ": " + bytes.err().message);
   write_options options;
   options.mode = config_.file_mode;
+  options.new_name = true;
   if (auto w = write_file_atomically(*failed, path_ + "/failed", task.ref.name, *bytes, options); !w) return w;
-  return remove(task);
+  if (auto removed = remove(task); !removed) {
+    // In one place only: the task stays pending, as it was, and its try is
+    // counted again next time (unless the original is gone already: then
+    // failed/ holds the only copy).
+    if (removed.err().code != ENOENT) (void)unlink_at(*failed, task.ref.name);
+    return removed;
+  }
+  return {};
 }
 
 result<void> queue_dir::move_unparsable(const task_ref& ref, int file_fd, const std::string& reason) {
@@ -246,9 +265,11 @@ result<void> queue_dir::move_unparsable(const task_ref& ref, int file_fd, const 
   if (!dir) return dir.err();
   write_options options;
   options.mode = config_.file_mode;
+  options.new_name = true;
   const std::string text = "spoold could not parse " + display(ref) + ": " + reason + "\n";
   if (auto w = write_file_atomically(*failed, path_ + "/failed", ref.name + ".error", text, options); !w) return w;
   if (auto r = rename_at(*dir, ref.name, *failed, ref.name); !r) {
+    (void)unlink_at(*failed, ref.name + ".error");  // no note without its file
     return make_error(r.err().message + " in " + path_, r.err().code);
   }
   return {};

@@ -203,7 +203,8 @@ result<void> write_file_atomically(int dirfd, const std::string& dir_name, const
   auto fd = open_at(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, options.mode);
   if (!fd) return make_error(fd.err().message + " in " + dir_name, fd.err().code);
   auto cleanup_on_error = [&](const error& e) -> result<void> {
-    ::unlinkat(dirfd, temp.c_str(), 0);
+    // Best effort: a temp left here is removed by the host's stale-temp sweep.
+    (void)unlink_at(dirfd, temp);
     return e;
   };
   if (auto w = write_all(fd->get(), bytes.data(), bytes.size(), temp_path); !w) return cleanup_on_error(w.err());
@@ -218,7 +219,12 @@ result<void> write_file_atomically(int dirfd, const std::string& dir_name, const
     return cleanup_on_error(make_error(r.err().message + " in " + dir_name, r.err().code));
   }
   if (options.sync) {
-    if (auto s = fsync_fd(dirfd, dir_name); !s) return s;
+    if (auto s = fsync_fd(dirfd, dir_name); !s) {
+      // A rewrite in place keeps its new version (the old one is gone
+      // either way); a new name is taken back, so the caller's undo holds.
+      if (options.new_name) (void)unlink_at(dirfd, name);
+      return s;
+    }
   }
   return {};
 }

@@ -27,6 +27,7 @@ void on_terminate(int) { g_terminate = 1; }
 // runs here), then the parent-death signal, then everything else.
 void reset_process_state(pid_t master_pid) {
   reset_signals_after_fork();
+  set_fault_role("spooler");
   // A terminal's Ctrl-C reaches the whole process group: the master decides
   // how spoolers stop, so they ignore it.
   ::signal(SIGINT, SIG_IGN);
@@ -333,9 +334,10 @@ class spooler {
     }
     if (status == static_cast<std::int32_t>(Status::Ok)) {
       if (auto removed = dir_->remove(task); !removed) {
-        spdlog::warn("task {} queue={} plugin={} status=ok attempt={} duration={}: {}", task.ref.name, queue_.name,
-                     plugin_name, task.attempt, took, removed.err().message);
-        return outcome::gone;
+        // Still there: it runs again (at least once), never forgotten.
+        spdlog::warn("task {} queue={} plugin={} status=ok attempt={} duration={}: {}; it stays pending", task.ref.name,
+                     queue_.name, plugin_name, task.attempt, took, removed.err().message);
+        return removed.err().code == ENOENT ? outcome::gone : outcome::io_error;
       }
       spdlog::info("task {} queue={} plugin={} status=ok attempt={} duration={}", task.ref.name, queue_.name,
                    plugin_name, task.attempt, took);

@@ -160,6 +160,7 @@ result<std::string> enqueue_task(const std::string& queue_dir, const task_reques
   options.mtime_ns = due_of(request);
   options.sync = request.sync;
   options.mode = request.file_mode;
+  options.new_name = true;
   const int target_fd = subdir_fd.valid() ? subdir_fd.get() : queue_fd->get();
   if (auto written = write_file_atomically(target_fd, target_dir, id, *bytes, options); !written) {
     return written.err();
