@@ -6,6 +6,7 @@ when a task is inside handle(), its wait_for arg holds a task there until the
 test opens a gate, and the log says what the host did. Deadlines are generous
 because they only bound a hang; they hold on a loaded machine."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -422,6 +423,30 @@ class ConfigErrorTest(SpooldTestCase):
         p = self.run_spoold(host_toml(pdir) + queue_toml("q", "fx_record"), "--check")
         self.assertEqual(p.returncode, 2)
         self.assertIn("plugin folder", p.stderr.decode())
+
+
+class ShippedConfigsTest(SpooldTestCase):
+    def test_example_config_checks_and_has_the_queues_its_header_promises(self):
+        # configs/example.toml names installed paths; point them into the
+        # build and this test's temp dir, change nothing else, and --check it.
+        with open(os.path.join(SOURCE_DIR, "configs", "example.toml")) as f:
+            text = f.read()
+        self.assertIn('plugin_dir      = "/usr/local/lib/spoold/plugins"', text)
+        text = text.replace("/usr/local/lib/spoold/plugins", PLUGIN_DIR)
+        text = text.replace("/srv/spool/", self.path("spool") + "/").replace("/var/log/spoold/", self.root + "/")
+        path = self.path("example.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        p = subprocess.run([SPOOLD, "-c", path, "--check"], capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertIn("OK (3 queue(s)", p.stdout.decode())
+        header = text.split("[host]")[0]
+        for promised in ("mail queue", "cleanup queue", "dispatcher chain"):
+            self.assertIn(promised, header)
+        self.assertEqual(re.findall(r'^name\s*=\s*"([^"]+)"', text, re.M), ["mail", "cleanup", "events"])
+        mail = text.split('name         = "mail"')[1].split("[[queue]]")[0]
+        self.assertRegex(mail, r"max_attempts\s*=\s*\d+", "the mail queue has its own retries")
+        self.assertRegex(mail, r'timeout\s*=\s*"\d+m"', "and its own timeout")
 
 
 class OutOfTreePluginTest(SpooldTestCase):
