@@ -121,6 +121,22 @@ def complete_lines(path, encoding=None):
     return [line for line in text.split("\n")[:-1] if line]
 
 
+def read_bytes(path):
+    """A whole file's bytes (the file must exist)."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def process_state(pid):
+    """The state letter of /proc/<pid>/stat ("R", "S", "Z", ...), or None once
+    the process is gone (it may vanish between any two looks)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
 def read_text(path):
     """A log file as text so far ("" if absent), undecodable bytes replaced."""
     try:

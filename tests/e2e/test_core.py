@@ -13,7 +13,8 @@ import time
 import unittest
 
 from support import (PLUGIN_DIR, SOURCE_DIR, SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase, complete_lines, decode_task,
-                     encode_task, enqueue, fnv1a_64, open_gate, read_records, task_files, wait_until, write_raw)
+                     encode_task, enqueue, fnv1a_64, open_gate, read_bytes, read_records, read_text, task_files,
+                     wait_until, write_raw)
 
 
 def queue_toml(name, plugin, options=None, **settings):
@@ -49,7 +50,7 @@ class TutorialTest(SpooldTestCase):
             enqueue(self.path("spool/tasks_a"), body="message A%d" % i)
             enqueue(self.path("spool/tasks_b"), body='{"type": "b", "message": "message B%d"}' % i)
         wait_until(lambda: len(complete_lines(log_file)) == 20, 30, what="20 log lines")
-        lines = open(log_file).read().splitlines()
+        lines = complete_lines(log_file)
         for i in range(10):
             self.assertTrue(any(l.endswith(":message A%d" % i) for l in lines), lines)
             self.assertTrue(any(l.endswith("message B%d" % i) for l in lines), lines)
@@ -164,7 +165,7 @@ class ProcessingTest(SpooldTestCase):
         self.assertLess(gaps[0], 0.375 + 2.0)
         self.assertGreaterEqual(gaps[1], 0.59)
         self.assertLess(gaps[1], 0.75 + 2.0)
-        args, _ = decode_task(open(self.path("spool/q/failed", task), "rb").read())
+        args, _ = decode_task(read_bytes(self.path("spool/q/failed", task)))
         self.assertEqual(args[b"spoold.attempt"], b"3")
         self.assertIn(b"returned Retry", args[b"spoold.error"])
         self.assertIn(b"spoold.failed_at", args)
@@ -176,7 +177,7 @@ class ProcessingTest(SpooldTestCase):
         task = enqueue(self.path("spool/q"), "status=fail", "x=1")
         wait_until(lambda: os.path.exists(self.path("spool/q/failed", task)), 30, what="task in failed/")
         self.assertEqual(len(read_records(self.record)), 1)
-        args, _ = decode_task(open(self.path("spool/q/failed", task), "rb").read())
+        args, _ = decode_task(read_bytes(self.path("spool/q/failed", task)))
         self.assertEqual(args[b"x"], b"1")
         self.assertEqual(args[b"spoold.attempt"], b"1")
         self.assertIn(b"returned Fail", args[b"spoold.error"])
@@ -189,8 +190,8 @@ class ProcessingTest(SpooldTestCase):
         t2 = enqueue(self.path("spool/q"), "how=throw")
         for t in (t1, t2):
             wait_until(lambda: os.path.exists(self.path("spool/q/failed", t)), 30, what="task in failed/")
-        a1, _ = decode_task(open(self.path("spool/q/failed", t1), "rb").read())
-        a2, _ = decode_task(open(self.path("spool/q/failed", t2), "rb").read())
+        a1, _ = decode_task(read_bytes(self.path("spool/q/failed", t1)))
+        a2, _ = decode_task(read_bytes(self.path("spool/q/failed", t2)))
         self.assertIn(b"returned 7", a1[b"spoold.error"])
         self.assertIn(b"fixture threw: boom", a2[b"spoold.error"])
         self.assertEqual(d.stop(), 0)
@@ -200,7 +201,7 @@ class ProcessingTest(SpooldTestCase):
         d = self.daemon(cfg)
         t = enqueue(self.path("spool/q"), "how=permanent")
         wait_until(lambda: os.path.exists(self.path("spool/q/failed", t)), 30, what="task in failed/")
-        args, _ = decode_task(open(self.path("spool/q/failed", t), "rb").read())
+        args, _ = decode_task(read_bytes(self.path("spool/q/failed", t)))
         self.assertIn(b"fixture gave up: permanent", args[b"spoold.error"])
         self.assertEqual(args[b"spoold.attempt"], b"1")
         self.assertEqual(len(read_records(self.path("r.txt"))), 1)
@@ -242,7 +243,7 @@ class ProcessingTest(SpooldTestCase):
         d = self.daemon(cfg)
         q = self.path("spool/q")
         task = enqueue(q, "status=ignore")
-        before = open(os.path.join(q, task), "rb").read()
+        before = read_bytes(os.path.join(q, task))
         d.wait_log("status=ignore")
         # Other tasks come and go past it: the host keeps taking work, and the
         # ignored one stays out of it. Each later task is an event that proves
@@ -257,7 +258,7 @@ class ProcessingTest(SpooldTestCase):
         while time.monotonic() < deadline:
             self.assertEqual([r["id"] for r in read_records(rec)].count(task), 1, "offered once, not again")
             time.sleep(0.02)
-        self.assertEqual(open(os.path.join(q, task), "rb").read(), before)
+        self.assertEqual(read_bytes(os.path.join(q, task)), before)
         # Touching the file changes it: offered again.
         os.utime(os.path.join(q, task))
         with open(os.path.join(q, task), "ab"):
@@ -324,7 +325,7 @@ class ProcessingTest(SpooldTestCase):
         self.assertIn("killed after shutdown_grace", d.log())
         self.assertEqual(read_records(self.record), [], "handle() never returned: it was killed")
         self.assertEqual(task_files(q), [task])
-        args, _ = decode_task(open(os.path.join(q, task), "rb").read())
+        args, _ = decode_task(read_bytes(os.path.join(q, task)))
         self.assertNotIn(b"spoold.attempt", args, "shutdown does not use up a try")
         self.assertNotIn(b"spoold.error", args)
 
@@ -479,7 +480,7 @@ SPOOLD_PLUGIN(Hello)
         out = self.path("hello.txt")
         d = self.daemon(host_toml(pdir) + queue_toml("q", "hello", {"out": out}))
         enqueue(self.path("spool/q"), body="from outside")
-        wait_until(lambda: os.path.exists(out) and open(out).read() == "q:from outside\n", 30, what="hello output")
+        wait_until(lambda: read_text(out) == "q:from outside\n", 30, what="hello output")
         self.assertEqual(d.stop(), 0)
 
 

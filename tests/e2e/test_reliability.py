@@ -11,8 +11,8 @@ import subprocess
 import time
 import unittest
 
-from support import (SPOOLCTL, SpooldTestCase, decode_task, encode_task, open_gate, read_records, task_files,
-                     wait_until, write_raw)
+from support import (SPOOLCTL, SpooldTestCase, decode_task, encode_task, open_gate, process_state, read_bytes,
+                     read_records, task_files, wait_until, write_raw)
 from test_core import host_toml, queue_toml
 
 
@@ -77,21 +77,23 @@ class CrashIsolationTest(SpooldTestCase):
         # sixth start follows it.
         d.wait_log("next start in 1600ms")
         d.wait_log("(queue bad) started", 6)
-        lines = d.log().splitlines()
-        starts = [log_time(l) for l in lines if "(queue bad) started" in l]
-        pauses = [(log_time(l), int(l.rsplit("next start in ", 1)[1].rstrip("ms")))
-                  for l in lines if "queue bad: spooler" in l and "next start in" in l]
+        # The master writes these lines, in the order things happened.
+        lines = [l for l in d.log().splitlines() if "[master " in l]
+        starts = [i for i, l in enumerate(lines) if "(queue bad) started" in l]
+        pauses = [(i, int(l.rsplit("next start in ", 1)[1].rstrip("ms")))
+                  for i, l in enumerate(lines) if "queue bad: spooler" in l and "next start in" in l]
         # Each death before a task doubles the pause: 100, 200, 400, 800, 1600 ms.
         self.assertEqual([p for _, p in pauses[:5]], [100, 200, 400, 800, 1600], d.log()[-3000:])
         self.assertIn("before taking a task", d.log())
         # And the next start waits for it (a lower bound: a loaded machine
         # only makes it later; the log has millisecond stamps).
         gaps = []
-        for logged, pause in pauses[:5]:
-            after = [t for t in starts if t >= logged]
+        for at, pause in pauses[:5]:
+            after = [i for i in starts if i > at]
             self.assertTrue(after, "a start after the %d ms pause" % pause)
-            gaps.append(after[0] - logged)
-            self.assertGreaterEqual(after[0] - logged, pause / 1000.0 - 0.002, "restarted before its %d ms pause" % pause)
+            gap = log_time(lines[after[0]]) - log_time(lines[at])
+            gaps.append(gap)
+            self.assertGreaterEqual(gap, pause / 1000.0 - 0.002, "restarted before its %d ms pause" % pause)
         print("\nrespawn pauses 100..1600 ms, measured: %s" % ", ".join("%.0fms" % (g * 1000) for g in gaps))
         self.assertIsNone(d.proc.poll())
         self.assertEqual(d.stop(), 0)
@@ -147,8 +149,7 @@ class CrashIsolationTest(SpooldTestCase):
         d.proc.wait(5)
 
         def all_gone():
-            return not any(os.path.exists("/proc/%d" % p) and open("/proc/%d/stat" % p).read().split()[2] != "Z"
-                           for p in spoolers)
+            return all(process_state(p) in (None, "Z") for p in spoolers)
         wait_until(all_gone, 10, what="spoolers to die with the host (PR_SET_PDEATHSIG)")
         self.assertEqual(read_records(rec), [], "no task finished before the kill")
         self.assertEqual(sorted(task_files(q)), sorted(ids), "every task is still there")
@@ -198,7 +199,7 @@ class HostileFilesTest(SpooldTestCase):
             self.assertIn("empty", f.read())
         d.wait_log("uwsgi_spoolfile_on_link_1")
         self.assertTrue(os.path.islink(os.path.join(q, "uwsgi_spoolfile_on_link_1")), "the link is left alone")
-        self.assertEqual(open(outside, "rb").read(), encode_task({"who": "outside"}), "its target untouched")
+        self.assertEqual(read_bytes(outside), encode_task({"who": "outside"}), "its target untouched")
         self.assertTrue(os.path.exists(os.path.join(q, "high", "uwsgi_spoolfile_on_high_1")))
         self.assertFalse(os.path.exists(self.path("spool/x")))
         self.assertFalse(os.path.exists(self.path("elsewhere")))
@@ -248,7 +249,7 @@ class FullDiskTest(SpooldTestCase):
         q = os.path.join(self.mnt, "q")
         rec = self.path("r.txt")
         task = write_raw(q, encode_task({"status": "retry"}, b"b" * 20_000))
-        original = open(os.path.join(q, task), "rb").read()
+        original = read_bytes(os.path.join(q, task))
         # Fill the disk so a rewrite of the task cannot fit.
         fd = os.open(os.path.join(self.mnt, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -262,7 +263,7 @@ class FullDiskTest(SpooldTestCase):
             "[queue.options]\nrecord_file = \"%s\"\n" % rec
         d = self.daemon(cfg)
         d.wait_log("cannot reschedule")
-        self.assertEqual(open(os.path.join(q, task), "rb").read(), original)
+        self.assertEqual(read_bytes(os.path.join(q, task)), original)
         self.assertEqual([n for n in os.listdir(q) if n.startswith(".spoold-tmp")], [])
         self.assertEqual(d.stop(), 0)
 
