@@ -296,6 +296,10 @@ class SpooldTestCase(unittest.TestCase):
         for name, value in (("SPOOLD_BIN", SPOOLD), ("SPOOLCTL_BIN", SPOOLCTL), ("SPOOLD_PLUGIN_DIR", PLUGIN_DIR)):
             if not value:
                 self.fail("%s is not set: run the tests through ctest" % name)
+        tmpdir = os.environ.get("TMPDIR")
+        if tmpdir and not os.path.isdir(tmpdir):
+            # tempfile would quietly use /tmp instead.
+            self.fail("TMPDIR %s is not a directory (ctest's test_tmpdir fixture creates it)" % tmpdir)
         self.root = tempfile.mkdtemp(prefix="spoold-e2e-")
         os.chmod(self.root, 0o755)
         self.daemons = []
