@@ -193,6 +193,9 @@ class UwsgiProducer(UwsgiProcess):
 
     def __init__(self, root, spool_dirs, name="uwsgi-producer"):
         self.socket_path = os.path.join(root, name + ".sock")
+        if len(self.socket_path.encode()) > 107:
+            raise AssertionError("the uWSGI socket path %s is longer than a Unix socket allows (107 bytes): "
+                                 "configure with a shorter -DSPOOLD_TEST_TMPDIR=" % self.socket_path)
         argv = ["--need-plugin", "python3", "--master", "--die-on-term", "--processes", "1",
                 "--http-socket", self.socket_path, "--wsgi-file", PRODUCER_APP, "--chdir", root]
         for d in spool_dirs:

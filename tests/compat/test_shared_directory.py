@@ -42,7 +42,7 @@ class SharedDirectoryTest(CompatTestCase):
         d.start(wait_ready=False)
         u.launch()
         u.wait_ready()
-        wait_until(lambda: "spoold ready" in d.log(), 10, what="spoold to be ready")
+        wait_until(lambda: "spoold ready" in d.log(), 30, what="spoold to be ready")
         # The other half arrives while both run: written in place by uWSGI
         # (create, lock, write, close), and atomically by spoolclient and spoolctl.
         by = collections.Counter()

@@ -58,8 +58,8 @@ class UwsgiToSpooldTest(CompatTestCase):
             self.assertEqual(os.path.dirname(path), os.path.realpath(self.q))
             ids[os.path.basename(path)] = task
         self.assertEqual(len(ids), len(tasks))
-        wait_until(lambda: len(read_fx_records(self.record)) >= len(tasks), 15, what="%d tasks" % len(tasks))
-        wait_until(lambda: task_files(self.q) == [], 5, what="the queue to be empty")
+        wait_until(lambda: len(read_fx_records(self.record)) >= len(tasks), 30, what="%d tasks" % len(tasks))
+        wait_until(lambda: task_files(self.q) == [], 30, what="the queue to be empty")
         records = read_fx_records(self.record)
         self.assertEqual(sorted(r["id"] for r in records), sorted(ids), "each uWSGI task ran exactly once")
         for rec in records:
@@ -103,13 +103,18 @@ class UwsgiToSpooldTest(CompatTestCase):
                     return [l.split() for l in f.read().splitlines()]
             except FileNotFoundError:
                 return []
-        wait_until(lambda: len(lines()) == len(due) + 1, at - time.time() + 10, what="every task to run")
+        wait_until(lambda: len(lines()) == len(due) + 1, at - time.time() + 30, what="every task to run")
         ran = {i: float(t) for i, t in lines()}
         self.assertEqual(set(ran), set(due) | {past})
-        self.assertLess(ran[past] - spooled, 2.0, "a task whose `at` is past runs at once")
+        late = max(ran[task_id] - when for task_id, when in due.items())
+        print("\npast `at`: ran %.2fs after it was spooled; future `at`: at most %.2fs late" % (ran[past] - spooled, late))
+        # Never early is the contract. The upper bounds only catch a task that
+        # waits for the 30 s rescan instead of its time; they leave 5 s for a
+        # loaded machine (exec starts a shell per task).
+        self.assertLess(ran[past] - spooled, 5.0, "a task whose `at` is past runs at once")
         for task_id, when in due.items():
             self.assertGreaterEqual(ran[task_id], when, "%s ran %.3fs before its at" % (task_id, when - ran[task_id]))
-            self.assertLess(ran[task_id], when + 2.0, "%s ran late" % task_id)
+            self.assertLess(ran[task_id], when + 5.0, "%s ran late" % task_id)
         self.assertEqual(task_files(self.q) + task_files(os.path.join(self.q, "2")), [])
         self.assertEqual(d.stop(), 0)
 
@@ -123,7 +128,7 @@ class UwsgiToSpooldTest(CompatTestCase):
             expected_dir = os.path.realpath(self.q) + ("/" + prio.decode() if prio else "")
             self.assertEqual(os.path.dirname(path), expected_dir)
         d = self.spoold([self.record_queue()])  # one spooler: the order is observable
-        wait_until(lambda: len(read_fx_records(self.record)) == 5, 10, what="5 tasks")
+        wait_until(lambda: len(read_fx_records(self.record)) == 5, 30, what="5 tasks")
         records = read_fx_records(self.record)
         self.assertEqual([dict(r["args"])[b"n"] for r in records], [b"p0", b"p1", b"p5", b"p10", b"top"])
         for prio in ("0", "1", "5", "10"):
@@ -159,8 +164,9 @@ class UwsgiToSpooldTest(CompatTestCase):
         rewrite(paths[2], args_only[:last_value_len_at] + b"\xff\xff" + raw[2][last_value_len_at + 2:], 60)
         # A producer that died between O_CREAT and the first write: empty, long ago.
         rewrite(paths[3], b"", 60)
-        # Incomplete but only 5 s old: still being written until the 10 s grace has passed.
-        rewrite(paths[4], raw[4][:4 + size // 2], 5)
+        # Incomplete but only 1 s old: still being written until the 10 s
+        # grace has passed, which leaves 9 s to see the other four fail first.
+        rewrite(paths[4], raw[4][:4 + size // 2], 1)
         young = os.path.basename(paths[4])
         young_mtime = os.stat(paths[4]).st_mtime
         failed = os.path.join(self.q, "failed")
@@ -170,10 +176,12 @@ class UwsgiToSpooldTest(CompatTestCase):
         def in_failed(task_id):
             path = os.path.join(failed, task_id)
             return os.path.exists(path) and os.path.exists(path + ".error")
-        wait_until(lambda: all(in_failed(i) for i in old), 10, what="the 4 unparsable files in failed/")
+        wait_until(lambda: all(in_failed(i) for i in old), young_mtime + 9 - time.time(),
+                   what="the 4 unparsable files in failed/ while the young one is within its grace")
         self.assertFalse(os.path.exists(os.path.join(failed, young)), "a file younger than the grace is not failed")
         self.assertEqual(task_files(self.q), [young])
-        wait_until(lambda: in_failed(young), 15, what="the incomplete file in failed/ after the grace")
+        wait_until(lambda: in_failed(young), young_mtime + 10 - time.time() + 30,
+                   what="the incomplete file in failed/ after the grace")
         self.assertGreaterEqual(time.time(), young_mtime + 10)
         reasons = {}
         for task_id, data in corrupt.items():
@@ -190,7 +198,7 @@ class UwsgiToSpooldTest(CompatTestCase):
             print("\n".join("%s: %s" % kv for kv in reasons.items()))
         # The host keeps running: the next uWSGI task runs.
         good = os.path.basename(producer.spool({b"after": b"1"}))
-        wait_until(lambda: [r["id"] for r in read_fx_records(self.record)] == [good], 5, what="the next task")
+        wait_until(lambda: [r["id"] for r in read_fx_records(self.record)] == [good], 30, what="the next task")
         self.assertEqual(d.stop(), 0)
 
     def test_nothing_in_a_task_file_makes_spoold_write_outside_its_queue(self):
@@ -222,7 +230,7 @@ class UwsgiToSpooldTest(CompatTestCase):
         before = outside_b()
         d = self.spoold([self.record_queue(dir=b, max_attempts=2, backoff="100ms", backoff_max="200ms")])
         failed = os.path.join(b, "failed")
-        wait_until(lambda: task_files(b) == [] and len(task_files(failed)) == 10, 15,
+        wait_until(lambda: task_files(b) == [] and len(task_files(failed)) == 10, 30,
                    what="5 ok tasks deleted, 10 retry/fail tasks in failed/")
         self.assertEqual(outside_b(), before, "spoold wrote outside its queue directory")
         self.assertEqual(sorted(os.listdir(b)), ["failed"], "spoold made no priority directory from a task's key")
@@ -272,7 +280,7 @@ class TutorialMigrationTest(CompatTestCase):
                     return f.read().splitlines()
             except FileNotFoundError:
                 return []
-        wait_until(lambda: len(lines()) == 5, 10, what="5 log lines")
+        wait_until(lambda: len(lines()) == 5, 30, what="5 log lines")
         tails = sorted(l[len("YYYY-MM-DD HH:MM:SS:"):] for l in lines())
         self.assertEqual(tails, sorted(["message from uwsgi A", "b:message from uwsgi B", "a:args only from uwsgi",
                                         "message from spoolclient A", "b:message from spoolclient B"]))

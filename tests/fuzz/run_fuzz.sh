@@ -8,6 +8,10 @@
 #   CLANGXX=clang++-14 FUZZ_SECONDS=600 tests/fuzz/run_fuzz.sh . /tmp/fuzz
 #
 # To replay one input: OUT_DIR/spool_file_fuzz OUT_DIR/crash-<sha1>
+# Without clang: build/bin/spool_file_replay FILE_OR_FOLDER... (any build;
+# the CTest fuzz_corpus_replay runs it over the seed corpus). A crash input
+# worth keeping goes into tests/fuzz/corpus/spool_file/ so every build
+# replays it from then on.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then

@@ -3,9 +3,14 @@
 // record_file, then returns what the task asks for. Ignored tasks (only_type)
 // are recorded too, so tests can count offers.
 //
-// Options:  record_file (required), only_type (return Ignore unless arg type matches)
+// Options:  record_file (required), only_type (return Ignore unless arg type matches),
+//           start_file: when set, every call first appends its record line without
+//           " result=" there, before any sleep or wait, so a test can wait until a task is
+//           inside handle() instead of guessing how long that takes
 // Args:     status = ok|retry|fail|ignore (default ok), or code = <any int>, which wins;
-//           sleep_ms = <n> to sleep first; body_sha = 1 to record body_fnv1a
+//           sleep_ms = <n> to sleep first; wait_for = <path> to block until that path exists
+//           (a gate the test opens; after sleep_ms; at most 60 s, then it throws, a Retry);
+//           body_sha = 1 to record body_fnv1a
 #include <spoold/plugin.hpp>
 
 #include <charconv>
@@ -16,6 +21,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 #include "common/append_file.hpp"
@@ -56,6 +62,19 @@ std::int32_t requested_code(const spoold::Task& task) {
                            "'");
 }
 
+// Blocks until path exists. Polls every millisecond: a test opens the gate
+// once, and a fixture must not depend on inotify to notice it.
+void wait_for_path(const std::string& path) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::error_code ec;
+  while (!std::filesystem::exists(path, ec)) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw std::runtime_error("fx_record: the gate '" + path + "' (arg wait_for) did not appear within 60 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 class fx_record final : public spoold::Plugin {
  public:
   void init(const spoold::InitContext& context) override {
@@ -63,16 +82,22 @@ class fx_record final : public spoold::Plugin {
     if (!file || file->empty()) throw std::runtime_error("fx_record needs the option record_file");
     record_file_ = std::filesystem::absolute(std::string(*file)).string();
     if (const auto type = context.options.get("only_type")) only_type_ = std::string(*type);
+    if (const auto start = context.options.get("start_file")) {
+      if (start->empty()) throw std::runtime_error("fx_record: the option start_file is empty");
+      start_file_ = std::filesystem::absolute(std::string(*start)).string();
+    }
   }
 
   spoold::Status handle(const spoold::Task& task) override {
     const std::string called_at = spoold::fixtures::unix_time_now();
+    if (start_file_) spoold::plugins::append_to_file(*start_file_, spoold::fixtures::format_record(task, called_at) + "\n");
     std::int32_t code = static_cast<std::int32_t>(spoold::Status::Ignore);
     if (!only_type_ || task.arg("type") == *only_type_) {
       code = requested_code(task);
       if (const auto ms = task.arg("sleep_ms")) {
         std::this_thread::sleep_for(std::chrono::milliseconds(parse_int<std::int64_t>(*ms, "sleep_ms")));
       }
+      if (const auto gate = task.arg("wait_for")) wait_for_path(std::string(*gate));
     }
     const std::string record = spoold::fixtures::format_record(task, called_at) + " result=" + result_name(code);
     spoold::plugins::append_to_file(record_file_, record + "\n");
@@ -82,6 +107,7 @@ class fx_record final : public spoold::Plugin {
  private:
   std::string record_file_;
   std::optional<std::string> only_type_;
+  std::optional<std::string> start_file_;
 };
 
 }  // namespace
