@@ -32,13 +32,12 @@ class CrashIsolationTest(SpooldTestCase):
         rec = self.path("r.txt")
         q = self.path("spool/q")
         # timeout is what the hanging task runs into; 2 s, so that a good task
-        # on a loaded machine is far from it. rescan_interval: the master
-        # learns that a spooler began a task from shared memory, without a
-        # wake-up, so when the hanging task starts on an idle host its timeout
-        # is only enforced at the master's next wake, which was the 30 s
-        # rescan (a host issue, reported with issue 9; this test is about
-        # crash isolation, not the timeout's precision).
-        cfg = host_toml(rescan_interval="250ms") + queue_toml("q", "fx_crash", {"record_file": rec}, processes=2, max_attempts=2,
+        # on a loaded machine is far from it. The master learns that a spooler
+        # began a task from shared memory, without a message: while names it
+        # handed out are not started yet it looks again every 10 ms, so the
+        # timeout of a task that starts on an idle host is kept (it used to
+        # wait for the 30 s rescan).
+        cfg = host_toml() + queue_toml("q", "fx_crash", {"record_file": rec}, processes=2, max_attempts=2,
                                         backoff="50ms", backoff_max="100ms", timeout="2s")
         d = self.daemon(cfg)
         bad = {}
