@@ -11,9 +11,10 @@ namespace spoold {
 
 namespace {
 
-// The buffer a plugin writes its error text into.
+// The buffer a plugin writes its error text into: room for exec's 2 KiB of
+// stderr after its own words.
 struct error_text {
-  char data[2048];
+  char data[4096];
   spoold_error_buffer buffer{data, sizeof(data), 0};
   std::string str() const { return std::string(data, buffer.size); }
 };
@@ -74,6 +75,9 @@ handle_outcome loaded_plugin::handle(const spoold_task_view& task) {
     out.failed = out.status == SPOOLD_HANDLE_FAILED;
     out.error = err.str();
     if (out.error.empty()) out.error = "handle() threw an exception with an empty message";
+  } else if (out.status == static_cast<std::int32_t>(Status::Retry) ||
+             out.status == static_cast<std::int32_t>(Status::Fail)) {
+    out.error = err.str();
   }
   return out;
 }

@@ -20,7 +20,9 @@ struct handle_outcome {
   std::int32_t status = 0;
   bool threw = false;       // any exception: a Retry
   bool failed = false;      // spoold::PermanentError: a Fail
-  std::string error;        // the exception's what()
+  // The exception's what(); with a returned Retry or Fail, the reason the
+  // plugin gave (Task::retry/fail), empty when it gave none.
+  std::string error;
 };
 
 // One plugin instance in a spooler process. The library outlives the

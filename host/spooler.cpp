@@ -269,6 +269,9 @@ class spooler {
         error_text = "plugin '" + plugin->name() + "' returned " + std::to_string(status) +
                      ", which is not a Status (Ok -2, Retry -1, Fail -3, Ignore 0): treated as Retry";
         status = static_cast<std::int32_t>(Status::Retry);
+      } else if (!o.error.empty()) {  // the reason of task.retry() / task.fail()
+        error_text = "plugin '" + plugin->name() + "' returned " +
+                     (status == static_cast<std::int32_t>(Status::Fail) ? "Fail: " : "Retry: ") + o.error;
       }
       break;
     }

@@ -84,6 +84,9 @@ struct spoold_init_view {
 };
 
 // Error text travels back in a host-owned buffer; thunks truncate to fit.
+// After handle() returned Retry or Fail, text in it is the plugin's reason
+// (Task::retry/fail write it); plugins built before those existed leave it
+// empty, which the host reads as "no reason given".
 struct spoold_error_buffer {
   char* data;
   std::size_t capacity;
@@ -97,7 +100,8 @@ struct spoold_plugin_v1 {
   void* (*create)(spoold_error_buffer* error);
   // Returns 0, or -1 with the reason in *error.
   std::int32_t (*init)(void* instance, const spoold_init_view* view, spoold_error_buffer* error);
-  // Returns the Status value, or SPOOLD_HANDLE_THREW with the reason in *error.
+  // Returns the Status value, or SPOOLD_HANDLE_THREW with the reason in *error;
+  // with Retry or Fail, *error may hold the reason.
   std::int32_t (*handle)(void* instance, const spoold_task_view* task, spoold_error_buffer* error);
   void (*destroy)(void* instance);
 };
@@ -110,8 +114,9 @@ namespace spoold {
 enum class Status : int { Fail = -3, Ok = -2, Retry = -1, Ignore = 0 };
 
 // Thrown from handle() to fail a task at once with a reason, which the
-// host records as spoold.error (Status::Fail alone records no reason).
-// Any other exception is a Retry with its what() recorded.
+// host records as spoold.error; `return task.fail(reason)` does the same
+// without an exception. Any other exception is a Retry with its what()
+// recorded.
 class PermanentError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -136,7 +141,9 @@ class Task {
     std::string_view value;
   };
 
-  explicit Task(const spoold_task_view& v) : v_(v) {}
+  // reason: where retry() and fail() leave their text for the host; null
+  // (a Task made outside the host, e.g. in a plugin's own tests) drops it.
+  explicit Task(const spoold_task_view& v, spoold_error_buffer* reason = nullptr) : v_(v), reason_(reason) {}
 
   // The task's file name, which is its id.
   std::string_view id() const { return detail::view(v_.id); }
@@ -162,8 +169,24 @@ class Task {
   // The raw bytes after the args block; may contain NULs.
   std::string_view body() const { return detail::view(v_.body); }
 
+  // `return task.retry("smtp server busy");` retries the task later and
+  // `return task.fail("no recipient");` fails it at once; the host records
+  // the reason as the task's spoold.error ("plugin 'mail' returned Fail: no
+  // recipient"), where `spoolctl ls`/`show` show it. Returning the bare
+  // Status records no reason. The last call before handle() returns wins.
+  // Reasons longer than the host's buffer (4 KiB) are cut at the end.
+  Status retry(std::string_view reason) const {
+    detail::write_error(reason_, reason);
+    return Status::Retry;
+  }
+  Status fail(std::string_view reason) const {
+    detail::write_error(reason_, reason);
+    return Status::Fail;
+  }
+
  private:
   const spoold_task_view& v_;
+  spoold_error_buffer* reason_;
 };
 
 // The queue's [queue.options] table. Nested tables are dotted keys
@@ -239,8 +262,9 @@ struct InitContext {
 
 // Base class of every plugin. One instance per spooler process.
 // init() may throw to refuse the options: the spooler then exits with the
-// message and the host reports it. handle() may throw: that is a Retry with
-// the exception's what() recorded as the task's error.
+// message and the host reports it. handle() returns a Status, or
+// task.retry(reason) / task.fail(reason) to record why; it may also throw:
+// that is a Retry with the exception's what() recorded as the task's error.
 class Plugin {
  public:
   virtual ~Plugin() = default;
@@ -276,7 +300,7 @@ struct plugin_thunks {
   }
   static std::int32_t handle(void* instance, const spoold_task_view* v, spoold_error_buffer* error) noexcept {
     try {
-      return static_cast<std::int32_t>(static_cast<Plugin*>(instance)->handle(Task(*v)));
+      return static_cast<std::int32_t>(static_cast<Plugin*>(instance)->handle(Task(*v, error)));
     } catch (const PermanentError& e) {
       write_error(error, e.what());
       return SPOOLD_HANDLE_FAILED;
