@@ -52,13 +52,15 @@ loaded_plugin::~loaded_plugin() {
 
 result<void> loaded_plugin::init(const std::string& queue, const std::vector<option_entry>& options, void* log_context,
                                  void (*log)(void*, std::int32_t, const char*, std::size_t)) {
-  std::vector<spoold_option> items;
-  items.reserve(options.size());
-  for (const auto& o : options) {
-    items.push_back({{o.key.data(), o.key.size()}, {o.value.data(), o.value.size()}, o.index});
+  queue_ = queue;
+  options_ = options;
+  option_views_.clear();
+  option_views_.reserve(options_.size());
+  for (const auto& o : options_) {
+    option_views_.push_back({{o.key.data(), o.key.size()}, {o.value.data(), o.value.size()}, o.index});
   }
-  spoold_init_view view{sizeof(spoold_init_view), {queue.data(), queue.size()}, items.data(), items.size(),
-                        log_context, log};
+  spoold_init_view view{sizeof(spoold_init_view), {queue_.data(), queue_.size()}, option_views_.data(),
+                        option_views_.size(),       log_context,                   log};
   error_text err;
   if (entry_->init(instance_, &view, &err.buffer) != 0) {
     return make_error("plugin '" + name_ + "' (" + path_ + ") refused to start for queue '" + queue + "': " + err.str());

@@ -39,8 +39,8 @@ class loaded_plugin {
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
 
-  // Calls the plugin's init() with the queue's options; the log sink must
-  // outlive this object.
+  // Calls the plugin's init() with the queue's options, which this object
+  // copies and keeps, as plugin.hpp promises; the log sink must outlive it.
   result<void> init(const std::string& queue, const std::vector<option_entry>& options, void* log_context,
                     void (*log)(void*, std::int32_t, const char*, std::size_t));
   handle_outcome handle(const spoold_task_view& task);
@@ -51,6 +51,10 @@ class loaded_plugin {
   boost::dll::shared_library library_;
   const spoold_plugin_v1* entry_;
   void* instance_;
+  // What init() was shown: the plugin may keep views into it.
+  std::string queue_;
+  std::vector<option_entry> options_;
+  std::vector<spoold_option> option_views_;
 };
 
 // Refuses a plugin file, or its folder, that a user other than the owner

@@ -336,12 +336,22 @@ class spooler {
 
 void run_spooler(const host_config& host, const queue_config& queue, int socket_fd, spooler_slot* slot,
                  pid_t master_pid) {
-  reset_process_state(master_pid);
-  setup_logging(host.log_level, host.log_format, "spooler");
-  int code = 0;
-  {
-    spooler s(host, queue, socket_fd, slot);
-    code = s.run();
+  // Nothing may unwind out of here: above this frame is the master's loop,
+  // forked, which would carry on in this process as a second master.
+  int code = k_spooler_exit_ok;
+  try {
+    reset_process_state(master_pid);
+    setup_logging(host.log_level, host.log_format, "spooler");
+    // Never destroyed: that would dlclose() the plugins while a thread one
+    // of them started may still run their code. _exit() ends it all at once.
+    auto* s = new spooler(host, queue, socket_fd, slot);
+    code = s->run();
+  } catch (const std::exception& e) {
+    spdlog::error("spooler for queue {}: unexpected exception: {}", queue.name, e.what());
+    code = k_spooler_exit_uncaught;
+  } catch (...) {
+    spdlog::error("spooler for queue {}: unexpected exception of a non-standard type", queue.name);
+    code = k_spooler_exit_uncaught;
   }
   spdlog::default_logger()->flush();
   ::_exit(code);

@@ -265,6 +265,11 @@ struct InitContext {
 // message and the host reports it. handle() returns a Status, or
 // task.retry(reason) / task.fail(reason) to record why; it may also throw:
 // that is a Retry with the exception's what() recorded as the task's error.
+// When its spooler process ends (max_tasks, reload, shutdown) the instance
+// is neither destroyed nor unloaded: the process _exit()s with it loaded, so
+// a thread it started never runs into unmapped code. Write out what must
+// last before handle() returns. The Options of init() stay valid as long as
+// the instance.
 class Plugin {
  public:
   virtual ~Plugin() = default;
