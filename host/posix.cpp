@@ -109,9 +109,26 @@ result<void> unlink_at(int dirfd, const std::string& name) {
   return {};
 }
 
-result<void> mkdir_at(int dirfd, const std::string& name, mode_t mode) {
-  if (::mkdirat(dirfd, name.c_str(), mode) != 0 && errno != EEXIST) return io_error("mkdir " + name, errno);
+namespace {
+// mkdir() leaves out what the umask masks: a directory we just created gets
+// the configured mode exactly (through an fd, so never a symlink's target).
+result<void> set_new_dir_mode(int dirfd, const std::string& name, mode_t mode) {
+  const int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return io_error("open the new directory " + name, errno);
+  const int rc = ::fchmod(fd, mode);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return io_error("chmod the new directory " + name, err);
   return {};
+}
+}  // namespace
+
+result<void> mkdir_at(int dirfd, const std::string& name, mode_t mode) {
+  if (::mkdirat(dirfd, name.c_str(), mode) != 0) {
+    if (errno == EEXIST) return {};
+    return io_error("mkdir " + name, errno);
+  }
+  return set_new_dir_mode(dirfd, name, mode);
 }
 
 result<void> set_mtime(int fd, std::int64_t when_ns, const std::string& what) {
@@ -143,7 +160,11 @@ result<void> make_dirs(const std::string& path, mode_t mode) {
   for (const auto& part : p) {
     acc /= part;
     if (part.empty() || part == "/") continue;
-    if (::mkdir(acc.c_str(), mode) != 0 && errno != EEXIST) return io_error("mkdir " + acc.string(), errno);
+    if (::mkdir(acc.c_str(), mode) != 0) {
+      if (errno == EEXIST) continue;
+      return io_error("mkdir " + acc.string(), errno);
+    }
+    if (auto set = set_new_dir_mode(AT_FDCWD, acc.string(), mode); !set) return set;
   }
   return {};
 }

@@ -206,6 +206,10 @@ result<void> write_file_atomically(int dirfd, const std::string& dir_name, const
     ::unlinkat(dirfd, temp.c_str(), 0);
     return e;
   };
+  // The mode exactly as configured: open() left out what the umask masks.
+  if (::fchmod(fd->get(), static_cast<mode_t>(options.mode)) != 0) {
+    return cleanup_on_error(io_error("chmod " + temp_path, errno));
+  }
   if (auto w = write_all(fd->get(), bytes.data(), bytes.size(), temp_path); !w) return cleanup_on_error(w.err());
   if (options.mtime_ns) {
     if (auto t = set_mtime(fd->get(), *options.mtime_ns, temp_path); !t) return cleanup_on_error(t.err());

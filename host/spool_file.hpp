@@ -94,7 +94,7 @@ std::string make_task_name();
 struct write_options {
   std::optional<std::int64_t> mtime_ns;  // the due time; unset = now
   bool sync = true;                      // fsync the file and the directory
-  unsigned mode = 0600;
+  unsigned mode = 0600;                  // set exactly (fchmod), whatever the umask
 };
 
 // Writes bytes to dirfd/name atomically: a .spoold-tmp- file in the same
