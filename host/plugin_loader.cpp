@@ -51,7 +51,7 @@ loaded_plugin::~loaded_plugin() {
 }
 
 result<void> loaded_plugin::init(const std::string& queue, const std::vector<option_entry>& options, void* log_context,
-                                 void (*log)(void*, std::int32_t, const char*, std::size_t)) {
+                                 void (*log)(void*, std::int32_t, const char*, std::size_t), std::size_t chain_length) {
   queue_ = queue;
   options_ = options;
   option_views_.clear();
@@ -60,7 +60,8 @@ result<void> loaded_plugin::init(const std::string& queue, const std::vector<opt
     option_views_.push_back({{o.key.data(), o.key.size()}, {o.value.data(), o.value.size()}, o.index});
   }
   spoold_init_view view{sizeof(spoold_init_view), {queue_.data(), queue_.size()}, option_views_.data(),
-                        option_views_.size(),       log_context,                   log};
+                        option_views_.size(),       log_context,                   log,
+                        static_cast<std::uint32_t>(chain_length)};
   error_text err;
   if (entry_->init(instance_, &view, &err.buffer) != 0) {
     return make_error("plugin '" + name_ + "' (" + path_ + ") refused to start for queue '" + queue + "': " + err.str());

@@ -41,8 +41,9 @@ class loaded_plugin {
 
   // Calls the plugin's init() with the queue's options, which this object
   // copies and keeps, as plugin.hpp promises; the log sink must outlive it.
+  // chain_length: how many plugins share these options.
   result<void> init(const std::string& queue, const std::vector<option_entry>& options, void* log_context,
-                    void (*log)(void*, std::int32_t, const char*, std::size_t));
+                    void (*log)(void*, std::int32_t, const char*, std::size_t), std::size_t chain_length = 1);
   handle_outcome handle(const spoold_task_view& task);
 
  private:

@@ -174,7 +174,9 @@ class spooler {
         return k_spooler_exit_plugin;
       }
       log_contexts_.push_back(std::make_unique<plugin_log_context>(plugin_log_context{name, queue_.name}));
-      if (auto init = (*loaded)->init(queue_.name, queue_.options, log_contexts_.back().get(), &plugin_log); !init) {
+      if (auto init = (*loaded)->init(queue_.name, queue_.options, log_contexts_.back().get(), &plugin_log,
+                                      queue_.plugins.size());
+          !init) {
         spdlog::error("spooler for queue {}: {}", queue_.name, init.err().message);
         return k_spooler_exit_plugin;
       }

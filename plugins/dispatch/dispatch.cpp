@@ -15,7 +15,8 @@
 //   log_file = "path"        required; resolved and created at start as for
 //                            log_writer (relative: the spooler's working directory)
 //   types    = ["a", "b"]    the types handled here (default ["a", "b"])
-// Any other option is refused at start.
+// Any other option is refused at start when dispatch is alone in its queue
+// (a chain's plugins share one options table).
 //
 // A body that is not such a JSON object, or a task without a type, fails at
 // once (a Fail whose reason the host records as spoold.error): retrying
@@ -51,7 +52,7 @@ class dispatcher final : public spoold::Plugin {
 
   void init(const spoold::InitContext& context) override {
     log_ = context.log;
-    spoold::plugins::refuse_unknown_options("dispatch", context.options, {"log_file", "types"});
+    spoold::plugins::refuse_unknown_options("dispatch", context, {"log_file", "types"});
     const auto log_file = context.options.get("log_file");
     if (!log_file || log_file->empty()) {
       throw std::runtime_error("dispatch needs the option log_file: add log_file = \"/path/to/file.log\" to "

@@ -16,7 +16,7 @@
 // (EX_TEMPFAIL): <stderr>" recorded as the task's error. Any other exit or a
 // signal → Retry with "command exited with code N: <last 2 KiB of stderr>"
 // (or "command killed by signal N (SIGX): ..."). Options other than command
-// are refused at start. There is no timeout here: the queue's timeout kills the
+// are refused at start when exec is the queue's only plugin. There is no timeout here: the queue's timeout kills the
 // spooler, and the command dies with it.
 // An arg value holding a NUL byte cannot be passed in the environment: such
 // a task fails at once (send binary data in the body).
@@ -84,7 +84,7 @@ class exec_plugin final : public spoold::Plugin {
 
   void init(const spoold::InitContext& context) override {
     log_ = context.log;
-    spoold::plugins::refuse_unknown_options("exec", context.options, {"command"});
+    spoold::plugins::refuse_unknown_options("exec", context, {"command"});
     if (const auto line = context.options.get("command")) {
       if (line->empty()) throw std::runtime_error("the option command is empty: give a command to run");
       argv_ = {"/bin/sh", "-c", std::string(*line)};

@@ -11,7 +11,8 @@
 //                       folder, so in practice against that folder.
 //                       The file is created at start if missing (mode 0666
 //                       less the umask); its folder must exist.
-// Any other option is refused at start, so a typo is not silently ignored.
+// Any other option is refused at start, so a typo is not silently ignored
+// (unless the queue has a chain of plugins, which share one options table).
 //
 // Producer side:  spoolctl -c spoold.toml enqueue tasks_a --body "hello"
 //            or:  spoolctl -c spoold.toml enqueue tasks_a body=hello
@@ -36,7 +37,7 @@ class log_writer final : public spoold::Plugin {
   // refuses the options: the spooler exits and the host logs the message,
   // so say which option is wrong and what would fix it.
   void init(const spoold::InitContext& context) override {
-    spoold::plugins::refuse_unknown_options("log_writer", context.options, {"log_file"});
+    spoold::plugins::refuse_unknown_options("log_writer", context, {"log_file"});
     const auto log_file = context.options.get("log_file");
     if (!log_file || log_file->empty()) {
       throw std::runtime_error("log_writer needs the option log_file: add log_file = \"/path/to/file.log\" to "

@@ -3,7 +3,8 @@
 //
 // Args:     ms = "250"        milliseconds to sleep, decimal digits, 0 to 3600000
 // Options:  default_ms = 0    used when a task has no ms arg (default 0);
-//                              any other option is refused at start
+//                              any other option is refused at start (when
+//                              sleep is the queue's only plugin)
 //
 // An ms that is not a number in range fails the task at once (a Fail whose
 // reason the host records as spoold.error): retrying would not change it.
@@ -37,7 +38,7 @@ std::optional<std::uint64_t> parse_ms(std::string_view text) {
 class sleep_plugin final : public spoold::Plugin {
  public:
   void init(const spoold::InitContext& context) override {
-    spoold::plugins::refuse_unknown_options("sleep", context.options, {"default_ms"});
+    spoold::plugins::refuse_unknown_options("sleep", context, {"default_ms"});
     if (context.options.has("default_ms")) {
       const auto text = context.options.get("default_ms");
       const auto ms = text ? parse_ms(*text) : std::nullopt;

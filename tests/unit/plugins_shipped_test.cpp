@@ -530,3 +530,21 @@ TEST_CASE("the shipped plugins refuse an unknown option, naming it and the known
   CHECK(result.code == -1);
   CHECK(result.error == r.error);
 }
+
+TEST_CASE("the shipped plugins take the options of a chain, which its other plugins may need", "[plugins]") {
+  temp_dir dir;
+  const std::string log = dir / "log.txt";
+  // configs/example.toml: plugin = ["dispatch", "log_writer"] with types and log_file.
+  const std::vector<spoold::test::option> shared = {{"types", "a", 0}, {"types", "b", 1}, {"log_file", log}};
+  for (const std::string name : {"dispatch", "log_writer"}) {
+    CAPTURE(name);
+    plugin_instance plugin(shipped_plugin_path(name));
+    CHECK(plugin.init(shared, "events", 2).code == 0);
+    plugin_instance alone(shipped_plugin_path(name));
+    const auto refused = alone.init(shared, "events", 1);
+    CHECK((name == "dispatch" ? refused.code == 0 : refused.code == -1));
+  }
+  // A host that does not say how long the chain is gets no refusal.
+  plugin_instance untold(shipped_plugin_path("sleep"));
+  CHECK(untold.init({{"default_ms", "5"}, {"somebody_elses", "x"}}, "q", 0).code == 0);
+}

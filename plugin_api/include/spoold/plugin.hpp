@@ -12,7 +12,8 @@
 // C++ classes: it starts with an ABI version and its own size, its function
 // pointers are thunks that catch every exception, and the host checks both
 // numbers before calling anything. A change to any struct in the extern "C"
-// block must bump SPOOLD_ABI_VERSION.
+// block must bump SPOOLD_ABI_VERSION, except a field appended to a struct
+// that starts with its struct_size, which readers check before reading it.
 #pragma once
 
 #include <cstddef>
@@ -73,7 +74,8 @@ enum : std::int32_t {
 };
 
 // What init() receives: the options and a log sink owned by the host, valid
-// for the lifetime of the plugin instance.
+// for the lifetime of the plugin instance. chain_length was appended after
+// ABI 1 shipped: read it only when struct_size covers it.
 struct spoold_init_view {
   std::uint32_t struct_size;
   spoold_bytes queue;
@@ -81,6 +83,9 @@ struct spoold_init_view {
   std::size_t option_count;
   void* log_context;
   void (*log)(void* log_context, std::int32_t level, const char* message, std::size_t size);
+  // How many plugins the queue's chain has, all given these same options;
+  // 0 when the host did not say.
+  std::uint32_t chain_length;
 };
 
 // Error text travels back in a host-owned buffer; thunks truncate to fit.
@@ -258,6 +263,10 @@ struct InitContext {
   std::string_view queue;
   Options options;
   Logger log;
+  // The plugins in the queue's chain (1: this one alone; 0: an older host
+  // did not say). They share one options table, so in a chain an option
+  // this plugin does not know may be another plugin's.
+  unsigned chain_length = 0;
 };
 
 // Base class of every plugin. One instance per spooler process.
@@ -293,7 +302,9 @@ struct plugin_thunks {
   }
   static std::int32_t init(void* instance, const spoold_init_view* v, spoold_error_buffer* error) noexcept {
     try {
-      InitContext context{view(v->queue), Options(v->options, v->option_count), Logger(v->log_context, v->log)};
+      const bool has_chain = v->struct_size >= offsetof(spoold_init_view, chain_length) + sizeof(v->chain_length);
+      InitContext context{view(v->queue), Options(v->options, v->option_count), Logger(v->log_context, v->log),
+                          has_chain ? v->chain_length : 0u};
       static_cast<Plugin*>(instance)->init(context);
       return 0;
     } catch (const std::exception& e) {
