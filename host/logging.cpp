@@ -1,5 +1,7 @@
 #include "logging.hpp"
 
+#include <stdexcept>
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
@@ -34,6 +36,8 @@ class json_message_flag final : public spdlog::custom_flag_formatter {
 }  // namespace
 
 void setup_logging(const std::string& level, const std::string& format, const std::string& role) {
+  // load_config() lets only these through; anything else is our bug.
+  if (format != "text" && format != "json") throw std::invalid_argument("log_format '" + format + "' is not text or json");
   // Not registered by name: a reload installs a new one for the same role.
   auto logger = std::make_shared<spdlog::logger>("spoold-" + role, std::make_shared<spdlog::sinks::stderr_sink_st>());
   if (format == "json") {

@@ -64,7 +64,7 @@ void drop_plugin_log(void*, std::int32_t, const char*, std::size_t) {}
     }
     if (depth == check_depth::load) continue;
     write_line(out_fd, "stage " + name + " init");
-    if (auto init = (*loaded)->init(q.name, q.options, nullptr, &drop_plugin_log); !init) {
+    if (auto init = (*loaded)->init(q.name, q.options, nullptr, &drop_plugin_log, q.plugins.size()); !init) {
       write_line(out_fd, "problem queue '" + q.name + "': " + one_line(init.err().message));
       ::_exit(0);
     }

@@ -11,9 +11,10 @@ namespace spoold {
 
 namespace {
 
-// The buffer a plugin writes its error text into.
+// The buffer a plugin writes its error text into: room for exec's 2 KiB of
+// stderr after its own words.
 struct error_text {
-  char data[2048];
+  char data[4096];
   spoold_error_buffer buffer{data, sizeof(data), 0};
   std::string str() const { return std::string(data, buffer.size); }
 };
@@ -50,14 +51,17 @@ loaded_plugin::~loaded_plugin() {
 }
 
 result<void> loaded_plugin::init(const std::string& queue, const std::vector<option_entry>& options, void* log_context,
-                                 void (*log)(void*, std::int32_t, const char*, std::size_t)) {
-  std::vector<spoold_option> items;
-  items.reserve(options.size());
-  for (const auto& o : options) {
-    items.push_back({{o.key.data(), o.key.size()}, {o.value.data(), o.value.size()}, o.index});
+                                 void (*log)(void*, std::int32_t, const char*, std::size_t), std::size_t chain_length) {
+  queue_ = queue;
+  options_ = options;
+  option_views_.clear();
+  option_views_.reserve(options_.size());
+  for (const auto& o : options_) {
+    option_views_.push_back({{o.key.data(), o.key.size()}, {o.value.data(), o.value.size()}, o.index});
   }
-  spoold_init_view view{sizeof(spoold_init_view), {queue.data(), queue.size()}, items.data(), items.size(),
-                        log_context, log};
+  spoold_init_view view{sizeof(spoold_init_view), {queue_.data(), queue_.size()}, option_views_.data(),
+                        option_views_.size(),       log_context,                   log,
+                        static_cast<std::uint32_t>(chain_length)};
   error_text err;
   if (entry_->init(instance_, &view, &err.buffer) != 0) {
     return make_error("plugin '" + name_ + "' (" + path_ + ") refused to start for queue '" + queue + "': " + err.str());
@@ -74,6 +78,9 @@ handle_outcome loaded_plugin::handle(const spoold_task_view& task) {
     out.failed = out.status == SPOOLD_HANDLE_FAILED;
     out.error = err.str();
     if (out.error.empty()) out.error = "handle() threw an exception with an empty message";
+  } else if (out.status == static_cast<std::int32_t>(Status::Retry) ||
+             out.status == static_cast<std::int32_t>(Status::Fail)) {
+    out.error = err.str();
   }
   return out;
 }

@@ -20,7 +20,9 @@ struct handle_outcome {
   std::int32_t status = 0;
   bool threw = false;       // any exception: a Retry
   bool failed = false;      // spoold::PermanentError: a Fail
-  std::string error;        // the exception's what()
+  // The exception's what(); with a returned Retry or Fail, the reason the
+  // plugin gave (Task::retry/fail), empty when it gave none.
+  std::string error;
 };
 
 // One plugin instance in a spooler process. The library outlives the
@@ -37,10 +39,11 @@ class loaded_plugin {
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
 
-  // Calls the plugin's init() with the queue's options; the log sink must
-  // outlive this object.
+  // Calls the plugin's init() with the queue's options, which this object
+  // copies and keeps, as plugin.hpp promises; the log sink must outlive it.
+  // chain_length: how many plugins share these options.
   result<void> init(const std::string& queue, const std::vector<option_entry>& options, void* log_context,
-                    void (*log)(void*, std::int32_t, const char*, std::size_t));
+                    void (*log)(void*, std::int32_t, const char*, std::size_t), std::size_t chain_length);
   handle_outcome handle(const spoold_task_view& task);
 
  private:
@@ -49,6 +52,10 @@ class loaded_plugin {
   boost::dll::shared_library library_;
   const spoold_plugin_v1* entry_;
   void* instance_;
+  // What init() was shown: the plugin may keep views into it.
+  std::string queue_;
+  std::vector<option_entry> options_;
+  std::vector<spoold_option> option_views_;
 };
 
 // Refuses a plugin file, or its folder, that a user other than the owner

@@ -231,10 +231,27 @@ result<void> unlink_at(int dirfd, const std::string& name) {
   return {};
 }
 
+namespace {
+// mkdir() leaves out what the umask masks: a directory we just created gets
+// the configured mode exactly (through an fd, so never a symlink's target).
+result<void> set_new_dir_mode(int dirfd, const std::string& name, mode_t mode) {
+  auto fd = open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) return make_error("open the new directory: " + fd.err().message, fd.err().code);
+  return set_mode(fd->get(), mode, "the new directory " + name);
+  return {};
+}
+}  // namespace
+
 result<void> mkdir_at(int dirfd, const std::string& name, mode_t mode) {
-  if (checked(syscall_id::mkdir, [&] { return ::mkdirat(dirfd, name.c_str(), mode); }) != 0 && errno != EEXIST) {
+  if (checked(syscall_id::mkdir, [&] { return ::mkdirat(dirfd, name.c_str(), mode); }) != 0) {
+    if (errno == EEXIST) return {};
     return io_error("mkdir " + name, errno);
   }
+  return set_new_dir_mode(dirfd, name, mode);
+}
+
+result<void> set_mode(int fd, mode_t mode, const std::string& what) {
+  if (checked(syscall_id::chmod, [&] { return ::fchmod(fd, mode); }) != 0) return io_error("chmod " + what, errno);
   return {};
 }
 
@@ -266,9 +283,11 @@ result<void> make_dirs(const std::string& path, mode_t mode) {
   for (const auto& part : p) {
     acc /= part;
     if (part.empty() || part == "/") continue;
-    if (checked(syscall_id::mkdir, [&] { return ::mkdir(acc.c_str(), mode); }) != 0 && errno != EEXIST) {
+    if (checked(syscall_id::mkdir, [&] { return ::mkdir(acc.c_str(), mode); }) != 0) {
+      if (errno == EEXIST) continue;
       return io_error("mkdir " + acc.string(), errno);
     }
+    if (auto set = set_new_dir_mode(AT_FDCWD, acc.string(), mode); !set) return set;
   }
   return {};
 }

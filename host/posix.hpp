@@ -25,9 +25,9 @@
 namespace spoold {
 
 // The calls the seam wraps, by the names SPOOLD_FAULT_INJECT uses.
-enum class syscall_id { open, stat, read, write, fsync, rename, unlink, mkdir, utimens, lock, count_ };
-inline constexpr const char* k_syscall_names[] = {"open",   "stat",   "read",  "write",   "fsync",
-                                                  "rename", "unlink", "mkdir", "utimens", "lock"};
+enum class syscall_id { open, stat, read, write, fsync, rename, unlink, mkdir, utimens, lock, chmod, count_ };
+inline constexpr const char* k_syscall_names[] = {"open",   "stat",  "read",    "write", "fsync", "rename",
+                                                  "unlink", "mkdir", "utimens", "lock",  "chmod"};
 static_assert(std::size(k_syscall_names) == static_cast<std::size_t>(syscall_id::count_));
 
 // True when this binary was built with SPOOLD_FAULT_INJECTION.
@@ -92,8 +92,11 @@ result<void> write_all(int fd, const void* buf, std::size_t size, const std::str
 result<void> fsync_fd(int fd, const std::string& what);
 result<void> rename_at(int dirfd, const std::string& from, int to_dirfd, const std::string& to);
 result<void> unlink_at(int dirfd, const std::string& name);
-// Creates a directory; an existing directory is not an error.
+// Creates a directory with exactly mode, whatever the umask; an existing
+// directory is not an error and keeps its mode.
 result<void> mkdir_at(int dirfd, const std::string& name, mode_t mode);
+// Sets the mode of an open file exactly, whatever the umask was.
+result<void> set_mode(int fd, mode_t mode, const std::string& what);
 // Sets atime and mtime of an open file.
 result<void> set_mtime(int fd, std::int64_t when_ns, const std::string& what);
 
@@ -103,7 +106,8 @@ result<void> set_mtime(int fd, std::int64_t when_ns, const std::string& what);
 // Returns false when someone else holds a conflicting lock.
 result<bool> try_lock_file(int fd, const std::string& what);
 
-// Creates dir and its parents with mode for the ones it creates.
+// Creates dir and its parents with exactly mode (whatever the umask) for the
+// ones it creates.
 result<void> make_dirs(const std::string& path, mode_t mode);
 
 }  // namespace spoold

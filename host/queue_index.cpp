@@ -29,6 +29,12 @@ constexpr std::uint32_t k_watch_mask = k_file_events | IN_DELETE_SELF | IN_MOVE_
 std::string relative(const std::string& priority, const std::string& name) {
   return priority.empty() ? name : priority + "/" + name;
 }
+
+// The sources_ key of a priority directory ("" for the top one): its number
+// first, then its name, so that 7 and 007 both have a place, in name order.
+std::pair<std::int64_t, std::string> key_of(const std::string& priority) {
+  return {priority.empty() ? k_top_priority : std::stoll(priority), priority};
+}
 }  // namespace
 
 struct queue_index::source {
@@ -88,7 +94,7 @@ void queue_index::discover_priorities(source& top) {
 }
 
 queue_index::source* queue_index::add_source(const std::string& priority) {
-  const std::int64_t key = priority.empty() ? k_top_priority : std::stoll(priority);
+  auto key = key_of(priority);
   if (auto it = sources_.find(key); it != sources_.end()) return it->second.get();
   auto s = std::make_unique<source>();
   s->priority = priority;
@@ -109,13 +115,13 @@ queue_index::source* queue_index::add_source(const std::string& priority) {
   s->scanning = true;
   source* raw = s.get();
   if (s->wd >= 0) sources_by_wd_[s->wd] = raw;
-  sources_.emplace(key, std::move(s));
+  sources_.emplace(std::move(key), std::move(s));
   sources_changed_ = true;
   return raw;
 }
 
 void queue_index::remove_source(source& s) {
-  const std::int64_t key = s.priority.empty() ? k_top_priority : std::stoll(s.priority);
+  const auto key = key_of(s.priority);
   if (s.wd >= 0) sources_by_wd_.erase(s.wd);
   for (const auto& name : s.pending) known_.erase(relative(s.priority, name));
   sources_.erase(key);
@@ -246,8 +252,7 @@ std::optional<assignment> queue_index::next_due(std::int64_t now) {
     auto it = known_.find(rel);
     if (it == known_.end() || it->second.st != state::waiting || it->second.due_ns != due) continue;
     auto ref = task_ref::from_relative(rel);
-    const std::int64_t key = (!ref || ref->priority.empty()) ? k_top_priority : std::stoll(ref->priority);
-    auto src = sources_.find(key);
+    auto src = ref ? sources_.find(key_of(ref->priority)) : sources_.end();
     if (!ref || src == sources_.end()) {
       known_.erase(it);
       continue;
@@ -321,8 +326,7 @@ void queue_index::on_report(const std::string& task, const report& r, std::int64
 void queue_index::on_returned(const std::string& task) {
   auto ref = task_ref::from_relative(task);
   if (!ref) return;
-  const std::int64_t key = ref->priority.empty() ? k_top_priority : std::stoll(ref->priority);
-  auto src = sources_.find(key);
+  auto src = sources_.find(key_of(ref->priority));
   if (src == sources_.end()) {
     known_.erase(task);
     return;

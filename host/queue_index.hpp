@@ -17,6 +17,7 @@
 #include <queue>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "protocol.hpp"
@@ -100,7 +101,9 @@ class queue_index {
 
   queue_dir& dir_;
   int inotify_fd_;
-  std::map<std::int64_t, std::unique_ptr<source>> sources_;  // by priority; the top directory last
+  // By (number, directory name): 7 and 007 are two directories; the top
+  // directory last.
+  std::map<std::pair<std::int64_t, std::string>, std::unique_ptr<source>> sources_;
   std::unordered_map<int, source*> sources_by_wd_;
   std::unordered_map<std::string, entry> known_;
   std::priority_queue<std::pair<std::int64_t, std::string>, std::vector<std::pair<std::int64_t, std::string>>,

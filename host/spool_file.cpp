@@ -207,6 +207,8 @@ result<void> write_file_atomically(int dirfd, const std::string& dir_name, const
     (void)unlink_at(dirfd, temp);
     return e;
   };
+  // The mode exactly as configured: open() left out what the umask masks.
+  if (auto m = set_mode(fd->get(), static_cast<mode_t>(options.mode), temp_path); !m) return cleanup_on_error(m.err());
   if (auto w = write_all(fd->get(), bytes.data(), bytes.size(), temp_path); !w) return cleanup_on_error(w.err());
   if (options.mtime_ns) {
     if (auto t = set_mtime(fd->get(), *options.mtime_ns, temp_path); !t) return cleanup_on_error(t.err());

@@ -102,7 +102,7 @@ std::string make_task_name();
 struct write_options {
   std::optional<std::int64_t> mtime_ns;  // the due time; unset = now
   bool sync = true;                      // fsync the file and the directory
-  unsigned mode = 0600;
+  unsigned mode = 0600;                  // set exactly (fchmod), whatever the umask
   // The name is new (not a rewrite in place): when the directory cannot be
   // synced after the rename, the file is removed again, so that an error
   // always means "nothing was written" (a task never ends up in two places).

@@ -181,7 +181,9 @@ class spooler {
         return k_spooler_exit_plugin;
       }
       log_contexts_.push_back(std::make_unique<plugin_log_context>(plugin_log_context{name, queue_.name}));
-      if (auto init = (*loaded)->init(queue_.name, queue_.options, log_contexts_.back().get(), &plugin_log); !init) {
+      if (auto init = (*loaded)->init(queue_.name, queue_.options, log_contexts_.back().get(), &plugin_log,
+                                      queue_.plugins.size());
+          !init) {
         spdlog::error("spooler for queue {}: {}", queue_.name, init.err().message);
         return k_spooler_exit_plugin;
       }
@@ -318,6 +320,9 @@ class spooler {
         error_text = "plugin '" + plugin->name() + "' returned " + std::to_string(status) +
                      ", which is not a Status (Ok -2, Retry -1, Fail -3, Ignore 0): treated as Retry";
         status = static_cast<std::int32_t>(Status::Retry);
+      } else if (!o.error.empty()) {  // the reason of task.retry() / task.fail()
+        error_text = "plugin '" + plugin->name() + "' returned " +
+                     (status == static_cast<std::int32_t>(Status::Fail) ? "Fail: " : "Retry: ") + o.error;
       }
       break;
     }
@@ -374,12 +379,22 @@ class spooler {
 
 void run_spooler(const host_config& host, const queue_config& queue, int socket_fd, spooler_slot* slot,
                  pid_t master_pid) {
-  reset_process_state(master_pid);
-  setup_logging(host.log_level, host.log_format, "spooler");
-  int code = 0;
-  {
-    spooler s(host, queue, socket_fd, slot);
-    code = s.run();
+  // Nothing may unwind out of here: above this frame is the master's loop,
+  // forked, which would carry on in this process as a second master.
+  int code = k_spooler_exit_ok;
+  try {
+    reset_process_state(master_pid);
+    setup_logging(host.log_level, host.log_format, "spooler");
+    // Never destroyed: that would dlclose() the plugins while a thread one
+    // of them started may still run their code. _exit() ends it all at once.
+    auto* s = new spooler(host, queue, socket_fd, slot);
+    code = s->run();
+  } catch (const std::exception& e) {
+    spdlog::error("spooler for queue {}: unexpected exception: {}", queue.name, e.what());
+    code = k_spooler_exit_uncaught;
+  } catch (...) {
+    spdlog::error("spooler for queue {}: unexpected exception of a non-standard type", queue.name);
+    code = k_spooler_exit_uncaught;
   }
   spdlog::default_logger()->flush();
   ::_exit(code);

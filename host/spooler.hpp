@@ -15,6 +15,7 @@ enum spooler_exit : int {
   k_spooler_exit_queue_dir = 3,
   k_spooler_exit_plugin = 4,
   k_spooler_exit_socket = 5,
+  k_spooler_exit_uncaught = 6,  // an exception reached run_spooler (our bug), logged
 };
 
 // Runs in the child after fork() and never returns. socket_fd is the

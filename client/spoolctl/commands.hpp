@@ -30,6 +30,7 @@ struct enqueue_options {
   std::optional<std::int64_t> delay_ms;
   std::optional<unsigned> priority;
   bool sync = true;
+  bool create_dir = true;  // false: refuse a queue directory that does not exist
 };
 
 int run_enqueue(const queue_target& queue, const enqueue_options& options);

@@ -1,5 +1,7 @@
 // spoolctl enqueue: one task from the command line, written the way every
 // native producer writes it (client/producer).
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <iostream>
@@ -42,6 +44,12 @@ result<std::string> read_body_file(const std::string& path) {
 }  // namespace
 
 int run_enqueue(const queue_target& queue, const enqueue_options& options) {
+  struct stat st {};
+  if (!options.create_dir && ::stat(queue.dir.c_str(), &st) != 0 && errno == ENOENT) {
+    report("the directory " + queue.dir +
+           " does not exist: check the path, or add --create-dir to create it (mode 0700)");
+    return exit_usage;
+  }
   task_request request;
   request.args = options.args;
   request.priority = options.priority;

@@ -26,9 +26,10 @@ constexpr const char* k_usage =
     "\n"
     "commands:\n"
     "  enqueue QUEUE [key=value ...] [--body TEXT | --body-file FILE]\n"
-    "          [--at UNIX_SECONDS | --delay DURATION] [--priority N] [--no-sync]\n"
+    "          [--at UNIX_SECONDS | --delay DURATION] [--priority N] [--no-sync] [--create-dir]\n"
     "                        write one task and print its id; --body-file - reads standard input,\n"
-    "                        --delay takes 500ms, 30s, 5m or 1h, --priority puts it in DIR/N/\n"
+    "                        --delay takes 500ms, 30s, 5m or 1h, --priority puts it in DIR/N/;\n"
+    "                        with --dir, DIR must exist unless --create-dir is given\n"
     "  ls QUEUE              list pending, delayed and failed tasks\n"
     "  show QUEUE ID         args, body size, attempt and error of one task\n"
     "  retry QUEUE (ID | --all)\n"
@@ -64,6 +65,7 @@ const std::map<std::string, option_spec>& option_specs() {
       {"--delay", {true, {"enqueue"}}},
       {"--priority", {true, {"enqueue"}}},
       {"--no-sync", {false, {"enqueue"}}},
+      {"--create-dir", {false, {"enqueue"}}},
       {"--all", {false, {"retry", "purge"}}},
       {"--failed", {false, {"purge"}}},
   };
@@ -178,6 +180,13 @@ enqueue_options parse_enqueue(const command_line& cl, const std::vector<std::str
     o.priority = static_cast<unsigned>(std::stoul(*p));
   }
   o.sync = !option(cl, "--no-sync").has_value();
+  // A queue of the config file is created as configured, as the host
+  // creates it; a --dir path may be a typo, so only on request.
+  const bool create_dir = option(cl, "--create-dir").has_value();
+  if (create_dir && !with_dir) {
+    throw usage_error{"--create-dir goes with --dir DIR; a queue of the config file is created when missing"};
+  }
+  o.create_dir = !with_dir || create_dir;
   return o;
 }
 

@@ -15,9 +15,12 @@
 //   log_file = "path"        required; resolved and created at start as for
 //                            log_writer (relative: the spooler's working directory)
 //   types    = ["a", "b"]    the types handled here (default ["a", "b"])
+// Any other option is refused at start when dispatch is alone in its queue
+// (a chain's plugins share one options table).
 //
 // A body that is not such a JSON object, or a task without a type, fails at
-// once (Status::Fail, reason in the host log): retrying would not fix it.
+// once (a Fail whose reason the host records as spoold.error): retrying
+// would not fix it. A failed write to log_file is a Retry naming the file.
 // A message may be any JSON scalar: strings are written decoded, numbers and
 // booleans as written, null as nothing. Other keys are ignored.
 #include <spoold/plugin.hpp>
@@ -31,6 +34,7 @@
 #include <string_view>
 
 #include "common/append_file.hpp"
+#include "common/known_options.hpp"
 #include "common/local_time.hpp"
 #include "flat_json.hpp"
 
@@ -48,6 +52,7 @@ class dispatcher final : public spoold::Plugin {
 
   void init(const spoold::InitContext& context) override {
     log_ = context.log;
+    spoold::plugins::refuse_unknown_options("dispatch", context, {"log_file", "types"});
     const auto log_file = context.options.get("log_file");
     if (!log_file || log_file->empty()) {
       throw std::runtime_error("dispatch needs the option log_file: add log_file = \"/path/to/file.log\" to "
@@ -79,11 +84,7 @@ class dispatcher final : public spoold::Plugin {
   spoold::Status handle(const spoold::Task& task) override {
     std::string reason;
     const std::optional<message> m = read_message(task, reason);
-    if (!m) {
-      log_.warn("task " + std::string(task.id()) + " failed: " + reason +
-                "; fix the producer, then `spoolctl retry` the task");
-      return spoold::Status::Fail;
-    }
+    if (!m) return task.fail(reason);
     if (types_.find(m->type) == types_.end()) return spoold::Status::Ignore;
 
     std::string line = spoold::plugins::local_time_now();
@@ -92,7 +93,11 @@ class dispatcher final : public spoold::Plugin {
     line += ':';
     line += m->text;
     line += '\n';
-    spoold::plugins::append_to_file(log_file_, line);
+    try {
+      spoold::plugins::append_to_file(log_file_, line);
+    } catch (const std::runtime_error& e) {
+      return task.retry(e.what());
+    }
     return spoold::Status::Ok;
   }
 

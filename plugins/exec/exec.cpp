@@ -12,9 +12,11 @@
 //     SPOOLD_QUEUE and SPOOLD_ATTEMPT (0 on the first try);
 //   - the task body on stdin; the spooler's stdout; its stderr is captured.
 //
-// Exit 0 → Ok. Exit 75 (EX_TEMPFAIL) → Retry. Any other exit or a signal →
-// Retry with "command exited with code N: <last 2 KiB of stderr>" recorded as
-// the task's error. There is no timeout here: the queue's timeout kills the
+// Exit 0 → Ok. Exit 75 (EX_TEMPFAIL) → Retry with "command exited with 75
+// (EX_TEMPFAIL): <stderr>" recorded as the task's error. Any other exit or a
+// signal → Retry with "command exited with code N: <last 2 KiB of stderr>"
+// (or "command killed by signal N (SIGX): ..."). Options other than command
+// are refused at start when exec is the queue's only plugin. There is no timeout here: the queue's timeout kills the
 // spooler, and the command dies with it.
 // An arg value holding a NUL byte cannot be passed in the environment: such
 // a task fails at once (send binary data in the body).
@@ -33,6 +35,7 @@
 #include <vector>
 
 #include "child_process.hpp"
+#include "common/known_options.hpp"
 
 extern char** environ;
 
@@ -81,6 +84,7 @@ class exec_plugin final : public spoold::Plugin {
 
   void init(const spoold::InitContext& context) override {
     log_ = context.log;
+    spoold::plugins::refuse_unknown_options("exec", context, {"command"});
     if (const auto line = context.options.get("command")) {
       if (line->empty()) throw std::runtime_error("the option command is empty: give a command to run");
       argv_ = {"/bin/sh", "-c", std::string(*line)};
@@ -113,30 +117,32 @@ class exec_plugin final : public spoold::Plugin {
   spoold::Status handle(const spoold::Task& task) override {
     std::vector<std::string> env;
     if (const std::optional<std::string> bad_key = build_environment(task, env)) {
-      log_.warn("task " + std::string(task.id()) + " failed: the value of arg '" + *bad_key +
-                "' holds a NUL byte, which an environment variable cannot carry; send binary data in the body");
-      return spoold::Status::Fail;
+      return task.fail("the value of arg '" + *bad_key +
+                       "' holds a NUL byte, which an environment variable cannot carry; send binary data in the body");
     }
 
-    const spoold::exec::command_result result = spoold::exec::run_command(argv_, env, task.body());
+    spoold::exec::command_result result{};
+    try {
+      result = spoold::exec::run_command(argv_, env, task.body());
+    } catch (const std::runtime_error& e) {
+      return task.retry(e.what());  // the command could not be started
+    }
     const int status = result.wait_status;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       if (!result.stderr_tail.empty()) log_.debug("task " + std::string(task.id()) + ": " + result.stderr_tail);
       return spoold::Status::Ok;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == exit_tempfail) {
-      log_.info("task " + std::string(task.id()) + ": the command exited with 75 (EX_TEMPFAIL), retrying later: " +
-                trimmed(result.stderr_tail));
-      return spoold::Status::Retry;
+      return task.retry("command exited with 75 (EX_TEMPFAIL): " + trimmed(result.stderr_tail));
     }
     if (WIFSIGNALED(status)) {
       const int sig = WTERMSIG(status);
       const char* abbreviation = ::sigabbrev_np(sig);
-      throw std::runtime_error("command killed by signal " + std::to_string(sig) + " (SIG" +
-                               (abbreviation != nullptr ? abbreviation : "?") + "): " + trimmed(result.stderr_tail));
+      return task.retry("command killed by signal " + std::to_string(sig) + " (SIG" +
+                        (abbreviation != nullptr ? abbreviation : "?") + "): " + trimmed(result.stderr_tail));
     }
-    throw std::runtime_error("command exited with code " + std::to_string(WEXITSTATUS(status)) + ": " +
-                             trimmed(result.stderr_tail));
+    return task.retry("command exited with code " + std::to_string(WEXITSTATUS(status)) + ": " +
+                      trimmed(result.stderr_tail));
   }
 
  private:

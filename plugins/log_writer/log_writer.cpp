@@ -11,6 +11,8 @@
 //                       folder, so in practice against that folder.
 //                       The file is created at start if missing (mode 0666
 //                       less the umask); its folder must exist.
+// Any other option is refused at start, so a typo is not silently ignored
+// (unless the queue has a chain of plugins, which share one options table).
 //
 // Producer side:  spoolctl -c spoold.toml enqueue tasks_a --body "hello"
 //            or:  spoolctl -c spoold.toml enqueue tasks_a body=hello
@@ -22,6 +24,7 @@
 #include <string>
 
 #include "common/append_file.hpp"
+#include "common/known_options.hpp"
 #include "common/local_time.hpp"
 
 namespace {
@@ -34,6 +37,7 @@ class log_writer final : public spoold::Plugin {
   // refuses the options: the spooler exits and the host logs the message,
   // so say which option is wrong and what would fix it.
   void init(const spoold::InitContext& context) override {
+    spoold::plugins::refuse_unknown_options("log_writer", context, {"log_file"});
     const auto log_file = context.options.get("log_file");
     if (!log_file || log_file->empty()) {
       throw std::runtime_error("log_writer needs the option log_file: add log_file = \"/path/to/file.log\" to "
@@ -49,9 +53,11 @@ class log_writer final : public spoold::Plugin {
   }
 
   // The task view is only valid during this call: copy what you keep.
-  // Returning Ok deletes the task. Throwing is a Retry, with what() saved in
-  // the task file as spoold.error, which is right for a full disk or a
-  // file system that went away.
+  // Returning Ok deletes the task. task.retry(reason) tries it again later
+  // (task.fail(reason) would give up at once), with the reason saved in the
+  // task file as spoold.error: right for a full disk or a file system that
+  // went away. An exception escaping handle() is a Retry too, with what()
+  // as the reason.
   spoold::Status handle(const spoold::Task& task) override {
     std::string_view text = task.body();
     if (text.empty()) text = task.arg("body").value_or("");
@@ -62,7 +68,11 @@ class log_writer final : public spoold::Plugin {
     line += ':';
     line += text;
     line += '\n';
-    spoold::plugins::append_to_file(log_file_, line);
+    try {
+      spoold::plugins::append_to_file(log_file_, line);
+    } catch (const std::runtime_error& e) {
+      return task.retry(e.what());  // names the file and the errno text
+    }
     return spoold::Status::Ok;
   }
 

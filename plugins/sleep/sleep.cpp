@@ -2,10 +2,12 @@
 // timeouts and graceful shutdown.
 //
 // Args:     ms = "250"        milliseconds to sleep, decimal digits, 0 to 3600000
-// Options:  default_ms = 0    used when a task has no ms arg (default 0)
+// Options:  default_ms = 0    used when a task has no ms arg (default 0);
+//                              any other option is refused at start (when
+//                              sleep is the queue's only plugin)
 //
-// An ms that is not a number in range fails the task at once (Status::Fail,
-// reason in the host log): retrying would not change it.
+// An ms that is not a number in range fails the task at once (a Fail whose
+// reason the host records as spoold.error): retrying would not change it.
 #include <spoold/plugin.hpp>
 
 #include <charconv>
@@ -16,6 +18,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+
+#include "common/known_options.hpp"
 
 namespace {
 
@@ -33,10 +37,8 @@ std::optional<std::uint64_t> parse_ms(std::string_view text) {
 
 class sleep_plugin final : public spoold::Plugin {
  public:
-  sleep_plugin() : log_(nullptr, nullptr) {}
-
   void init(const spoold::InitContext& context) override {
-    log_ = context.log;
+    spoold::plugins::refuse_unknown_options("sleep", context, {"default_ms"});
     if (context.options.has("default_ms")) {
       const auto text = context.options.get("default_ms");
       const auto ms = text ? parse_ms(*text) : std::nullopt;
@@ -53,9 +55,8 @@ class sleep_plugin final : public spoold::Plugin {
     if (const auto text = task.arg("ms")) {
       const auto parsed = parse_ms(*text);
       if (!parsed) {
-        log_.warn("task " + std::string(task.id()) + " failed: the arg ms must be an integer from 0 to 3600000 "
-                  "(milliseconds), not '" + std::string(*text) + "'");
-        return spoold::Status::Fail;
+        return task.fail("the arg ms must be an integer from 0 to 3600000 (milliseconds), not '" + std::string(*text) +
+                         "'");
       }
       ms = *parsed;
     }
@@ -66,7 +67,6 @@ class sleep_plugin final : public spoold::Plugin {
   }
 
  private:
-  spoold::Logger log_;
   std::uint64_t default_ms_ = 0;
 };
 

@@ -49,7 +49,7 @@ class SharedDirectoryTest(CompatTestCase):
         for i in range(backlog, TASKS):
             args = {"i": str(i), "sleep_ms": SLEEP_MS}
             if i % 10 == 0:
-                cmd = [SPOOLCTL, "--dir", q, "enqueue", "--no-sync", "--body", "z"]
+                cmd = [SPOOLCTL, "--dir", q, "enqueue", "--create-dir", "--no-sync", "--body", "z"]
                 cmd += ["%s=%s" % kv for kv in args.items()]
                 ids.append(subprocess.run(cmd, capture_output=True, check=True, timeout=20).stdout.decode().strip())
                 by["spoolctl"] += 1

@@ -102,7 +102,7 @@ def spoolctl(*args, check=True, timeout=20):
 
 def enqueue(queue_dir, *args, body=None, sync=False):
     """Enqueues one task with the real spoolctl; returns its id."""
-    cmd = ["--dir", queue_dir, "enqueue", *args]
+    cmd = ["--dir", queue_dir, "enqueue", "--create-dir", *args]
     if body is not None:
         cmd += ["--body", body]
     if not sync:

@@ -247,7 +247,8 @@ class FullDiskTest(SpooldTestCase):
         body = self.path("big")
         with open(body, "wb") as f:
             f.write(b"x" * 200_000)
-        p = subprocess.run([SPOOLCTL, "--dir", q, "enqueue", "k=v", "--body-file", body], capture_output=True)
+        p = subprocess.run([SPOOLCTL, "--dir", q, "enqueue", "--create-dir", "k=v", "--body-file", body],
+                           capture_output=True)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("No space left on device", p.stderr.decode())
         self.assertEqual(os.listdir(q), [], "no partial task and no temp file left")

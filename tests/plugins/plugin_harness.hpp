@@ -129,7 +129,8 @@ class plugin_instance {
 
   // The options must outlive the instance, as the host's do, so they are
   // kept here.
-  outcome init(std::vector<option> options, const std::string& queue = "q") {
+  // chain_length: how many plugins the host says share these options.
+  outcome init(std::vector<option> options, const std::string& queue = "q", std::uint32_t chain_length = 1) {
     options_ = std::move(options);
     queue_ = queue;
     views_.clear();
@@ -137,7 +138,8 @@ class plugin_instance {
       views_.push_back(spoold_option{{o.key.data(), o.key.size()}, {o.value.data(), o.value.size()}, o.index});
     }
     const spoold_init_view view{sizeof(spoold_init_view), {queue_.data(), queue_.size()}, views_.data(),
-                                views_.size(),            this,                          &plugin_instance::sink};
+                                views_.size(),            this,                          &plugin_instance::sink,
+                                chain_length};
     char buffer[4096];
     spoold_error_buffer error{buffer, sizeof buffer, 0};
     const std::int32_t code = entry_->init(instance_, &view, &error);

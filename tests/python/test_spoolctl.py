@@ -145,7 +145,7 @@ class SpoolctlTest(unittest.TestCase):
 
     def test_enqueue_with_dir_and_double_dash(self):
         queue = os.path.join(self.tmp, "adhoc")
-        task_id = self.ok("--dir", queue, "enqueue", "--", "-x=1").strip()
+        task_id = self.ok("--dir", queue, "enqueue", "--create-dir", "--", "-x=1").strip()
         self.assertEqual(stat.S_IMODE(os.lstat(queue).st_mode), 0o700)
         self.assertEqual(parse(read(os.path.join(queue, task_id)))[0], [(b"-x", b"1")])
 
@@ -407,6 +407,24 @@ class SpoolctlTest(unittest.TestCase):
 
     def test_purge_missing_queue_is_fine(self):
         self.assertIn("nothing to purge", self.ok("-c", self.config, "purge", "mail", "--all"))
+
+    def test_enqueue_dir_refuses_a_missing_directory_unless_create_dir(self):
+        typo = os.path.join(self.tmp, "spool", "mial")
+        err = self.usage_error("--dir", typo, "enqueue", "a=1")
+        self.assertIn(typo, err)
+        self.assertIn("--create-dir", err)
+        self.assertFalse(os.path.exists(typo))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "spool")))
+        self.usage_error("-c", self.config, "enqueue", "mail", "--create-dir", expect="--create-dir")
+        self.assertIn("--create-dir", self.ok("--help"))
+        old = os.umask(0o077)
+        try:
+            task_id = self.ok("--dir", typo, "enqueue", "--create-dir", "a=1").strip()
+        finally:
+            os.umask(old)
+        self.assertEqual(stat.S_IMODE(os.lstat(typo).st_mode), 0o700)
+        self.assertEqual(parse(read(os.path.join(typo, task_id)))[0], [(b"a", b"1")])
+        self.assertTrue(self.ok("--dir", typo, "enqueue", "a=2").strip().startswith(PREFIX))
 
 
 if __name__ == "__main__":

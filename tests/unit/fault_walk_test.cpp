@@ -56,6 +56,7 @@ std::vector<std::pair<int, const char*>> errnos_for(syscall_id id) {
     case syscall_id::read:
     case syscall_id::unlink:
     case syscall_id::lock: out.push_back({ENOMEM, "ENOMEM"}); break;
+    case syscall_id::chmod: out.push_back({EROFS, "EROFS"}); break;
     default: break;
   }
   return out;

@@ -38,13 +38,6 @@ std::string after_timestamp(const std::string& line) {
   return ok ? line.substr(shape.size()) : "<no timestamp>: " + line;
 }
 
-bool logged(const plugin_instance& plugin, std::int32_t level, const std::string& needle) {
-  for (const auto& line : plugin.logs()) {
-    if (line.level == level && line.text.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
-
 task_spec body_task(std::string body) {
   task_spec task;
   task.body = std::move(body);
@@ -132,7 +125,7 @@ TEST_CASE("log_writer turns a failed write into a retry naming the file", "[plug
   std::filesystem::remove_all(dir / "logs");
 
   const auto result = plugin.handle(body_task("lost"));
-  CHECK(result.code == SPOOLD_HANDLE_THREW);
+  CHECK(result.code == code_of(Status::Retry));
   CHECK(result.error.find(path) != std::string::npos);
   CHECK(result.error.find("No such file or directory") != std::string::npos);
 }
@@ -229,8 +222,9 @@ TEST_CASE("dispatch takes type and message from the args when the body is empty"
   CHECK(plugin.handle(args_task({{"type", "a"}, {"message", "from args"}})).code == code_of(Status::Ok));
   CHECK(plugin.handle(args_task({{"type", "b"}})).code == code_of(Status::Ok));
   CHECK(plugin.handle(args_task({{"type", "z"}})).code == code_of(Status::Ignore));
-  CHECK(plugin.handle(args_task({{"message", "no type"}})).code == code_of(Status::Fail));
-  CHECK(logged(plugin, SPOOLD_LOG_WARN, "no type"));
+  const auto untyped = plugin.handle(args_task({{"message", "no type"}}));
+  CHECK(untyped.code == code_of(Status::Fail));
+  CHECK(untyped.error.rfind("no type: send a JSON body", 0) == 0);
 
   const auto lines = read_lines(dir / "log.txt");
   REQUIRE(lines.size() == 2);
@@ -262,7 +256,7 @@ TEST_CASE("dispatch decodes JSON escapes and scalar messages", "[plugins][dispat
   CHECK(after_timestamp(lines[5]) == "a:raw \xc3\xa9 ok");
 }
 
-TEST_CASE("dispatch fails a body that is not a flat JSON object, and logs why", "[plugins][dispatch]") {
+TEST_CASE("dispatch fails a body that is not a flat JSON object, and gives the reason", "[plugins][dispatch]") {
   const std::string body = GENERATE(as<std::string>{},
                                     "hello",                                  // not JSON
                                     "   \n",                                  // only whitespace
@@ -305,8 +299,10 @@ TEST_CASE("dispatch fails a body that is not a flat JSON object, and logs why", 
   temp_dir dir;
   plugin_instance plugin(shipped_plugin_path("dispatch"));
   REQUIRE(plugin.init({{"log_file", dir / "log.txt"}}).code == 0);
-  CHECK(plugin.handle(body_task(body)).code == code_of(Status::Fail));
-  CHECK(logged(plugin, SPOOLD_LOG_WARN, "invalid JSON at byte"));
+  const auto result = plugin.handle(body_task(body));
+  CHECK(result.code == code_of(Status::Fail));
+  CHECK(result.error.rfind("the body is not a JSON object", 0) == 0);
+  CHECK(result.error.find("invalid JSON at byte") != std::string::npos);
   CHECK(read_file(dir / "log.txt").empty());
 }
 
@@ -317,8 +313,9 @@ TEST_CASE("dispatch fails a JSON object without a type string", "[plugins][dispa
   temp_dir dir;
   plugin_instance plugin(shipped_plugin_path("dispatch"));
   REQUIRE(plugin.init({{"log_file", dir / "log.txt"}}).code == 0);
-  CHECK(plugin.handle(body_task(body)).code == code_of(Status::Fail));
-  CHECK(logged(plugin, SPOOLD_LOG_WARN, "no \"type\""));
+  const auto result = plugin.handle(body_task(body));
+  CHECK(result.code == code_of(Status::Fail));
+  CHECK(result.error == "the JSON body has no \"type\" string");
 }
 
 TEST_CASE("dispatch turns a failed write into a retry naming the file", "[plugins][dispatch]") {
@@ -328,7 +325,7 @@ TEST_CASE("dispatch turns a failed write into a retry naming the file", "[plugin
   REQUIRE(plugin.init({{"log_file", dir / "logs/log.txt"}}).code == 0);
   std::filesystem::remove_all(dir / "logs");
   const auto result = plugin.handle(body_task(R"({"type":"a","message":"m"})"));
-  CHECK(result.code == SPOOLD_HANDLE_THREW);
+  CHECK(result.code == code_of(Status::Retry));
   CHECK(result.error.find(dir / "logs/log.txt") != std::string::npos);
 }
 
@@ -362,16 +359,17 @@ TEST_CASE("sleep refuses a default_ms that is not milliseconds in range", "[plug
   CHECK(result.error.find("default_ms") != std::string::npos);
 }
 
-TEST_CASE("sleep fails a task whose ms is not milliseconds in range, and logs why", "[plugins][sleep]") {
+TEST_CASE("sleep fails a task whose ms is not milliseconds in range, and gives the reason", "[plugins][sleep]") {
   const std::string ms = GENERATE(as<std::string>{}, "", "abc", "-1", "+5", " 5", "5 ", "1.5", "0x10", "3600001",
                                   "99999999999999999999999");
   CAPTURE(ms);
   plugin_instance plugin(shipped_plugin_path("sleep"));
   REQUIRE(plugin.init({}).code == 0);
   const auto start = std::chrono::steady_clock::now();
-  CHECK(plugin.handle(args_task({{"ms", ms}})).code == code_of(Status::Fail));
+  const auto result = plugin.handle(args_task({{"ms", ms}}));
+  CHECK(result.code == code_of(Status::Fail));
   CHECK(elapsed_since(start) < std::chrono::milliseconds(50));
-  CHECK(logged(plugin, SPOOLD_LOG_WARN, "'" + ms + "'"));
+  CHECK(result.error == "the arg ms must be an integer from 0 to 3600000 (milliseconds), not '" + ms + "'");
 }
 
 TEST_CASE("exec refuses to start without a command", "[plugins][exec]") {
@@ -421,18 +419,19 @@ TEST_CASE("exec maps the exit status to a status", "[plugins][exec]") {
   REQUIRE(plugin.init({{"command", R"(printf '%s\n' "$SPOOLD_ARG_SAY" >&2; exit "$SPOOLD_ARG_CODE")"}}).code == 0);
 
   SECTION("0 is Ok") { CHECK(plugin.handle(args_task({{"code", "0"}, {"say", "fine"}})).code == code_of(Status::Ok)); }
-  SECTION("75 is Retry, logged with the stderr tail") {
-    CHECK(plugin.handle(args_task({{"code", "75"}, {"say", "busy now"}})).code == code_of(Status::Retry));
-    CHECK(logged(plugin, SPOOLD_LOG_INFO, "busy now"));
+  SECTION("75 is Retry, with the stderr tail as the reason") {
+    const auto result = plugin.handle(args_task({{"code", "75"}, {"say", "busy now"}}));
+    CHECK(result.code == code_of(Status::Retry));
+    CHECK(result.error == "command exited with 75 (EX_TEMPFAIL): busy now");
   }
-  SECTION("any other code is an error with the code and the stderr tail") {
+  SECTION("any other code is a Retry with the code and the stderr tail as the reason") {
     const auto result = plugin.handle(args_task({{"code", "3"}, {"say", "boom"}}));
-    CHECK(result.code == SPOOLD_HANDLE_THREW);
+    CHECK(result.code == code_of(Status::Retry));
     CHECK(result.error == "command exited with code 3: boom");
   }
   SECTION("no stderr is said so") {
     const auto result = plugin.handle(args_task({{"code", "1"}}));
-    CHECK(result.code == SPOOLD_HANDLE_THREW);
+    CHECK(result.code == code_of(Status::Retry));
     CHECK(result.error == "command exited with code 1: (no stderr output)");
   }
 }
@@ -441,7 +440,7 @@ TEST_CASE("exec reports a command killed by a signal", "[plugins][exec]") {
   plugin_instance plugin(shipped_plugin_path("exec"));
   REQUIRE(plugin.init({{"command", "echo about to die >&2; kill -TERM $$"}}).code == 0);
   const auto result = plugin.handle(task_spec{});
-  CHECK(result.code == SPOOLD_HANDLE_THREW);
+  CHECK(result.code == code_of(Status::Retry));
   CHECK(result.error.find("command killed by signal 15 (SIGTERM): about to die") != std::string::npos);
   CHECK(result.error.find("about to die") != std::string::npos);
 }
@@ -450,7 +449,7 @@ TEST_CASE("exec keeps only the last 2 KiB of stderr", "[plugins][exec]") {
   plugin_instance plugin(shipped_plugin_path("exec"));
   REQUIRE(plugin.init({{"command", "head -c 100000 /dev/zero | tr '\\0' x >&2; echo THE-END >&2; exit 9"}}).code == 0);
   const auto result = plugin.handle(task_spec{});
-  REQUIRE(result.code == SPOOLD_HANDLE_THREW);
+  REQUIRE(result.code == code_of(Status::Retry));
   const std::string prefix = "command exited with code 9: ";
   REQUIRE(result.error.rfind(prefix, 0) == 0);
   const std::string tail = result.error.substr(prefix.size());
@@ -478,7 +477,7 @@ TEST_CASE("exec reports a command that cannot be started", "[plugins][exec]") {
   plugin_instance plugin(shipped_plugin_path("exec"));
   REQUIRE(plugin.init({{"command", "/nonexistent/program", 0}}).code == 0);
   const auto result = plugin.handle(task_spec{});
-  CHECK(result.code == SPOOLD_HANDLE_THREW);
+  CHECK(result.code == code_of(Status::Retry));
   CHECK(result.error.find("cannot run '/nonexistent/program'") != std::string::npos);
   CHECK(result.error.find("No such file or directory") != std::string::npos);
 }
@@ -487,9 +486,9 @@ TEST_CASE("exec fails a task whose arg value holds a NUL byte", "[plugins][exec]
   temp_dir dir;
   plugin_instance plugin(shipped_plugin_path("exec"));
   REQUIRE(plugin.init({{"command", R"(touch "$SPOOLD_ARG_OUT")"}}).code == 0);
-  CHECK(plugin.handle(args_task({{"out", dir / "ran"}, {"blob", std::string("a\0b", 3)}})).code ==
-        code_of(Status::Fail));
-  CHECK(logged(plugin, SPOOLD_LOG_WARN, "'blob'"));
+  const auto result = plugin.handle(args_task({{"out", dir / "ran"}, {"blob", std::string("a\0b", 3)}}));
+  CHECK(result.code == code_of(Status::Fail));
+  CHECK(result.error.find("the value of arg 'blob' holds a NUL byte") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(dir / "ran"));
 }
 
@@ -506,4 +505,46 @@ TEST_CASE("exec reaps the command and does not wait for its background children"
   errno = 0;
   CHECK(::kill(pid, 0) == -1);  // a zombie would still accept signal 0
   CHECK(errno == ESRCH);
+}
+
+TEST_CASE("the shipped plugins refuse an unknown option, naming it and the known ones", "[plugins]") {
+  temp_dir dir;
+  struct refusal {
+    std::string plugin;
+    std::vector<spoold::test::option> options;
+    std::string error;
+  };
+  const std::string log = dir / "log.txt";
+  const refusal r = GENERATE_COPY(values<refusal>({
+      {"log_writer", {{"log_fiel", "x.log"}}, "plugin 'log_writer': unknown option 'log_fiel' (known: log_file)"},
+      {"log_writer", {{"log_file", log}, {"log.level", "3"}},
+       "plugin 'log_writer': unknown option 'log.level' (known: log_file)"},
+      {"dispatch", {{"log_file", log}, {"type", "a", 0}},
+       "plugin 'dispatch': unknown option 'type' (known: log_file, types)"},
+      {"sleep", {{"default", "5"}}, "plugin 'sleep': unknown option 'default' (known: default_ms)"},
+      {"exec", {{"command", "true"}, {"env", "X=1"}}, "plugin 'exec': unknown option 'env' (known: command)"},
+  }));
+  CAPTURE(r.plugin, r.error);
+  plugin_instance plugin(shipped_plugin_path(r.plugin));
+  const auto result = plugin.init(r.options);
+  CHECK(result.code == -1);
+  CHECK(result.error == r.error);
+}
+
+TEST_CASE("the shipped plugins take the options of a chain, which its other plugins may need", "[plugins]") {
+  temp_dir dir;
+  const std::string log = dir / "log.txt";
+  // configs/example.toml: plugin = ["dispatch", "log_writer"] with types and log_file.
+  const std::vector<spoold::test::option> shared = {{"types", "a", 0}, {"types", "b", 1}, {"log_file", log}};
+  for (const std::string name : {"dispatch", "log_writer"}) {
+    CAPTURE(name);
+    plugin_instance plugin(shipped_plugin_path(name));
+    CHECK(plugin.init(shared, "events", 2).code == 0);
+    plugin_instance alone(shipped_plugin_path(name));
+    const auto refused = alone.init(shared, "events", 1);
+    CHECK((name == "dispatch" ? refused.code == 0 : refused.code == -1));
+  }
+  // A host that does not say how long the chain is gets no refusal.
+  plugin_instance untold(shipped_plugin_path("sleep"));
+  CHECK(untold.init({{"default_ms", "5"}, {"somebody_elses", "x"}}, "q", 0).code == 0);
 }

@@ -12,7 +12,8 @@
 // C++ classes: it starts with an ABI version and its own size, its function
 // pointers are thunks that catch every exception, and the host checks both
 // numbers before calling anything. A change to any struct in the extern "C"
-// block must bump SPOOLD_ABI_VERSION.
+// block must bump SPOOLD_ABI_VERSION, except a field appended to a struct
+// that starts with its struct_size, which readers check before reading it.
 #pragma once
 
 #include <cstddef>
@@ -73,7 +74,8 @@ enum : std::int32_t {
 };
 
 // What init() receives: the options and a log sink owned by the host, valid
-// for the lifetime of the plugin instance.
+// for the lifetime of the plugin instance. chain_length was appended after
+// ABI 1 shipped: read it only when struct_size covers it.
 struct spoold_init_view {
   std::uint32_t struct_size;
   spoold_bytes queue;
@@ -81,9 +83,15 @@ struct spoold_init_view {
   std::size_t option_count;
   void* log_context;
   void (*log)(void* log_context, std::int32_t level, const char* message, std::size_t size);
+  // How many plugins the queue's chain has, all given these same options;
+  // 0 when the host did not say.
+  std::uint32_t chain_length;
 };
 
 // Error text travels back in a host-owned buffer; thunks truncate to fit.
+// After handle() returned Retry or Fail, text in it is the plugin's reason
+// (Task::retry/fail write it); plugins built before those existed leave it
+// empty, which the host reads as "no reason given".
 struct spoold_error_buffer {
   char* data;
   std::size_t capacity;
@@ -97,7 +105,8 @@ struct spoold_plugin_v1 {
   void* (*create)(spoold_error_buffer* error);
   // Returns 0, or -1 with the reason in *error.
   std::int32_t (*init)(void* instance, const spoold_init_view* view, spoold_error_buffer* error);
-  // Returns the Status value, or SPOOLD_HANDLE_THREW with the reason in *error.
+  // Returns the Status value, or SPOOLD_HANDLE_THREW with the reason in *error;
+  // with Retry or Fail, *error may hold the reason.
   std::int32_t (*handle)(void* instance, const spoold_task_view* task, spoold_error_buffer* error);
   void (*destroy)(void* instance);
 };
@@ -110,8 +119,9 @@ namespace spoold {
 enum class Status : int { Fail = -3, Ok = -2, Retry = -1, Ignore = 0 };
 
 // Thrown from handle() to fail a task at once with a reason, which the
-// host records as spoold.error (Status::Fail alone records no reason).
-// Any other exception is a Retry with its what() recorded.
+// host records as spoold.error; `return task.fail(reason)` does the same
+// without an exception. Any other exception is a Retry with its what()
+// recorded.
 class PermanentError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -136,7 +146,9 @@ class Task {
     std::string_view value;
   };
 
-  explicit Task(const spoold_task_view& v) : v_(v) {}
+  // reason: where retry() and fail() leave their text for the host; null
+  // (a Task made outside the host, e.g. in a plugin's own tests) drops it.
+  explicit Task(const spoold_task_view& v, spoold_error_buffer* reason = nullptr) : v_(v), reason_(reason) {}
 
   // The task's file name, which is its id.
   std::string_view id() const { return detail::view(v_.id); }
@@ -162,8 +174,24 @@ class Task {
   // The raw bytes after the args block; may contain NULs.
   std::string_view body() const { return detail::view(v_.body); }
 
+  // `return task.retry("smtp server busy");` retries the task later and
+  // `return task.fail("no recipient");` fails it at once; the host records
+  // the reason as the task's spoold.error ("plugin 'mail' returned Fail: no
+  // recipient"), where `spoolctl ls`/`show` show it. Returning the bare
+  // Status records no reason. The last call before handle() returns wins.
+  // Reasons longer than the host's buffer (4 KiB) are cut at the end.
+  Status retry(std::string_view reason) const {
+    detail::write_error(reason_, reason);
+    return Status::Retry;
+  }
+  Status fail(std::string_view reason) const {
+    detail::write_error(reason_, reason);
+    return Status::Fail;
+  }
+
  private:
   const spoold_task_view& v_;
+  spoold_error_buffer* reason_;
 };
 
 // The queue's [queue.options] table. Nested tables are dotted keys
@@ -235,12 +263,22 @@ struct InitContext {
   std::string_view queue;
   Options options;
   Logger log;
+  // The plugins in the queue's chain (1: this one alone; 0: an older host
+  // did not say). They share one options table, so in a chain an option
+  // this plugin does not know may be another plugin's.
+  unsigned chain_length = 0;
 };
 
 // Base class of every plugin. One instance per spooler process.
 // init() may throw to refuse the options: the spooler then exits with the
-// message and the host reports it. handle() may throw: that is a Retry with
-// the exception's what() recorded as the task's error.
+// message and the host reports it. handle() returns a Status, or
+// task.retry(reason) / task.fail(reason) to record why; it may also throw:
+// that is a Retry with the exception's what() recorded as the task's error.
+// When its spooler process ends (max_tasks, reload, shutdown) the instance
+// is neither destroyed nor unloaded: the process _exit()s with it loaded, so
+// a thread it started never runs into unmapped code. Write out what must
+// last before handle() returns. The Options of init() stay valid as long as
+// the instance.
 class Plugin {
  public:
   virtual ~Plugin() = default;
@@ -264,7 +302,9 @@ struct plugin_thunks {
   }
   static std::int32_t init(void* instance, const spoold_init_view* v, spoold_error_buffer* error) noexcept {
     try {
-      InitContext context{view(v->queue), Options(v->options, v->option_count), Logger(v->log_context, v->log)};
+      const bool has_chain = v->struct_size >= offsetof(spoold_init_view, chain_length) + sizeof(v->chain_length);
+      InitContext context{view(v->queue), Options(v->options, v->option_count), Logger(v->log_context, v->log),
+                          has_chain ? v->chain_length : 0u};
       static_cast<Plugin*>(instance)->init(context);
       return 0;
     } catch (const std::exception& e) {
@@ -276,7 +316,7 @@ struct plugin_thunks {
   }
   static std::int32_t handle(void* instance, const spoold_task_view* v, spoold_error_buffer* error) noexcept {
     try {
-      return static_cast<std::int32_t>(static_cast<Plugin*>(instance)->handle(Task(*v)));
+      return static_cast<std::int32_t>(static_cast<Plugin*>(instance)->handle(Task(*v, error)));
     } catch (const PermanentError& e) {
       write_error(error, e.what());
       return SPOOLD_HANDLE_FAILED;
