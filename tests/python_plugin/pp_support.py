@@ -32,6 +32,16 @@ def failed_files(queue_dir):
     return task_files(os.path.join(queue_dir, "failed"))
 
 
+def wait_failed(daemon, queue_dir, task_id, timeout=20):
+    """Waits until task_id is in failed/ and gone from the pending files (the
+    host writes the failed/ copy, then removes the pending one)."""
+    def done():
+        if daemon.proc.poll() is not None:
+            raise AssertionError("spoold exited with %s:\n%s" % (daemon.proc.returncode, daemon.log()[-4000:]))
+        return task_id in failed_files(queue_dir) and task_id not in task_files(queue_dir)
+    wait_until(done, timeout, what="%s in failed/" % task_id)
+
+
 def show(config, queue, task_id):
     """`spoolctl show` as a dict of its "name: value" lines (first line of each)."""
     text = spoolctl("-c", config, "show", queue, task_id).stdout.decode()

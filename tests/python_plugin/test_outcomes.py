@@ -3,7 +3,7 @@ fails on purpose, crashes the interpreter. Real spoold, real tasks."""
 import os
 
 from pp_support import (PythonPluginTestCase, failed_files, requires_python_plugin, show, spoolctl, task_files,
-                        wait_until)
+                        wait_failed, wait_until)
 
 
 @requires_python_plugin
@@ -25,9 +25,7 @@ class OutcomesTest(PythonPluginTestCase):
         return [r["attempt"] for r in self.records() if r["id"] == task_id]
 
     def wait_failed(self, task_id, timeout=20):
-        wait_until(lambda: task_id in failed_files(self.qdir) or self.d.proc.poll() is not None, timeout,
-                   what="%s in failed/" % task_id)
-        self.assertIsNone(self.d.proc.poll(), self.d.log()[-3000:])
+        wait_failed(self.d, self.qdir, task_id, timeout)
 
     def test_an_exception_is_retried_then_failed_with_the_python_error(self):
         self.start()

@@ -12,26 +12,31 @@ from uwsgidecorators import spool, spoolforever, spoolraw
 RECORD = os.environ["PP_RECORD"]
 
 
-def record(fn, *args, **kwargs):
+def record(fn, *args, extra=None, **kwargs):
+    line = {"fn": fn, "args": repr(args), "kwargs": repr(kwargs), "attempt": spoold.attempt(), "t": time.time(),
+            "extra": extra}
     with open(RECORD, "a") as f:
-        f.write(json.dumps({"fn": fn, "args": repr(args), "kwargs": repr(kwargs), "attempt": spoold.attempt()}) + "\n")
+        f.write(json.dumps(line) + "\n")
 
 
 @spool
 def start(arguments):
-    record("start", arguments.get("other_queue"))
-    plain.spool({"greeting": "hello"})
-    raw.spool(n="1")
-    forever.spool()
-    pickled.spool(1, "two", b"\xff\x00three", {"four": [4.0, None]}, five=(5,), priority="3")
-    pickled.spool("later", at=str(int(time.time()) + 2))
-    pickled.spool("elsewhere", spooler=arguments["other_queue"].encode())
+    at = int(time.time()) + 2
+    paths = [
+        plain.spool({"greeting": "hello"}),
+        raw.spool(n="1"),
+        forever.spool(),
+        pickled.spool(1, "two", b"\xff\x00three", {"four": [4.0, None]}, five=(5,), priority="3"),
+        pickled.spool("later", at=str(at)),
+        pickled.spool("elsewhere", spooler=arguments["other_queue"].encode()),
+    ]
+    record("start", arguments["other_queue"], extra={"at": at, "paths": [p.decode() for p in paths]})
     return "ignored: @spool returns SPOOL_OK whatever the function returns"
 
 
 @spool
 def plain(arguments):
-    record("plain", sorted(arguments.items()))
+    record("plain", sorted((k, v) for k, v in arguments.items() if k != "spooler_task_name"))
 
 
 @spoolraw
