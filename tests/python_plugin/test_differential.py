@@ -10,7 +10,7 @@ import shutil
 import struct
 import time
 
-from pp_support import (APPS, PLUGIN_DIR, PythonPluginTestCase, UwsgiProcess, _UnixHTTPConnection,
+from pp_support import (PLUGIN_DIR, PythonPluginTestCase, UwsgiProcess, _UnixHTTPConnection,
                         decode_task, read_json_lines, requires_python_plugin, requires_uwsgi, spoold_toml, wait_until)
 
 PREFIX = "uwsgi_spoolfile_on_difftest_"

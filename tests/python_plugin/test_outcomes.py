@@ -1,6 +1,5 @@
 """What becomes of a task by what its Python callable does: returns, raises,
 fails on purpose, crashes the interpreter. Real spoold, real tasks."""
-import os
 
 from pp_support import (PythonPluginTestCase, failed_files, requires_python_plugin, show, spoolctl, task_files,
                         wait_failed, wait_until)
