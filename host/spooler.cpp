@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -104,6 +105,9 @@ class spooler {
       return k_spooler_exit_queue_dir;
     }
     dir_ = std::make_unique<queue_dir>(std::move(*dir));
+    // Plugins that write tasks into their own queue (python's uwsgi.spool())
+    // read its directory here; the plugin API does not carry it.
+    ::setenv("SPOOLD_QUEUE_DIR", queue_.dir.c_str(), 1);
     if (int code = load_chain(); code != 0) return code;
     chain_text_ = chain_names();
     spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_names());
