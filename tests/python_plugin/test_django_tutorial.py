@@ -36,8 +36,8 @@ def _missing():
     if not PYTHON_PLUGIN or not os.path.exists(PYTHON_PLUGIN):
         return "spoold's python plugin is not built (%s)" % (PYTHON_PLUGIN or "SPOOLD_PLUGIN_DIR is not set")
     probe = ("import importlib.util, sys\n"
-             "sys.exit(','.join(m for m in ('django', 'gunicorn', 'uwsgidecorators') "
-             "if importlib.util.find_spec(m) is None))")
+             "missing = [m for m in ('django', 'gunicorn', 'uwsgidecorators') if importlib.util.find_spec(m) is None]\n"
+             "sys.exit(', '.join(missing) or 0)")
     p = subprocess.run([DEBIAN_PYTHON, "-c", probe], capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         return "Debian's python lacks %s (scripts/install-deps installs them)" % p.stderr.strip()
