@@ -21,10 +21,10 @@ struct python_options {
   std::vector<std::pair<std::string, std::string>> env;  // set before the interpreter starts
 };
 
-// Reads the options of queue `queue`. Relative paths become absolute from
+// Reads the options. Relative paths become absolute from
 // the current directory (the config file's folder, where spoolers run).
 // Throws std::invalid_argument naming the option and the value for an
 // unknown option, a missing or doubled module/file, or a bad value.
-python_options read_options(std::string_view queue, const Options& options);
+python_options read_options(const Options& options);
 
 }  // namespace spoold::python

@@ -88,7 +88,8 @@ class python_plugin final : public Plugin {
  public:
   ~python_plugin() override {
     if (!started_) return;
-    PyEval_RestoreThread(saved_);
+    // saved_ is null when init() failed after the start: the GIL is still ours.
+    if (saved_ != nullptr) PyEval_RestoreThread(saved_);
     callable_ = py_ref();
     name_key_ = py_ref();
     body_key_ = py_ref();
@@ -100,30 +101,23 @@ class python_plugin final : public Plugin {
   void init(const InitContext& c) override {
     log_ = c.log;
     queue_ = std::string(c.queue);
-    python_options o = read_options(c.queue, c.options);
+    // The host names the queue and the plugin around these messages.
+    python_options o = read_options(c.options);
     process_context& pc = context();
     pc.queue = queue_;
     const char* dir = ::getenv("SPOOLD_QUEUE_DIR");
     if (dir == nullptr || *dir == '\0') {
-      throw std::runtime_error("queue " + queue_ + ": SPOOLD_QUEUE_DIR is not set; spoold sets it in each spooler "
-                               "process (is this host older than the python plugin?)");
+      throw std::runtime_error("SPOOLD_QUEUE_DIR is not set; spoold sets it in each spooler process (is this host "
+                               "older than the python plugin?)");
     }
     pc.queue_dir = dir;
     pc.master_pid = static_cast<long>(::getppid());
-    try {
-      start_interpreter(o);
-    } catch (const std::exception& e) {
-      throw std::runtime_error("queue " + queue_ + ": " + e.what());
-    }
+    start_interpreter(o);
     started_ = true;  // the GIL is ours from here: the destructor finalizes
-    try {
-      callable_ = load_application(o, log_);
-    } catch (const std::exception& e) {
-      throw std::runtime_error("queue " + queue_ + ": " + e.what());
-    }
+    callable_ = load_application(o, log_);
     name_key_ = py_ref(PyUnicode_FromString("spooler_task_name"));
     body_key_ = py_ref(PyUnicode_FromString("body"));
-    if (!name_key_ || !body_key_) throw std::runtime_error("queue " + queue_ + ": out of memory at start");
+    if (!name_key_ || !body_key_) throw std::runtime_error("out of memory at start");
     saved_ = PyEval_SaveThread();
   }
 
