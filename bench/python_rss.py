@@ -20,8 +20,9 @@ The project is tests/python_plugin/django_app. Each run starts the
 consumer, enqueues --tasks tasks through client/python/uwsgi.py (Debian's
 python), waits until all have run, then reads /proc/PID/smaps_rollup of the
 spooler processes: RSS, PSS (shared pages divided among the processes that
-map them) and USS (private pages: what the process alone costs), averaged
-over the spoolers, and the summed PSS of the whole instance (the master and
+map them), USS (pages no other process maps) and private dirty (the pages
+this process wrote: its heap, its Python objects, the copy-on-write copies
+of what it inherited), averaged over the spoolers, and the summed PSS of the whole instance (the master and
 its spoolers; uWSGI runs no worker here, as it has no socket).
 
     bench/python_rss.py --build build [--runs 3] [--tasks 200] [--processes 1]
@@ -64,13 +65,13 @@ def read(path):
 
 
 def smaps(pid):
-    """{'rss', 'pss', 'uss'} in KiB from /proc/PID/smaps_rollup."""
+    """{'rss', 'pss', 'uss', 'dirty'} in KiB from /proc/PID/smaps_rollup."""
     fields = {}
     for line in read("/proc/%d/smaps_rollup" % pid).splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[-1] == "kB":
             fields[parts[0].rstrip(":")] = int(parts[1])
-    return {"rss": fields["Rss"], "pss": fields["Pss"],
+    return {"rss": fields["Rss"], "pss": fields["Pss"], "dirty": fields.get("Private_Dirty", 0),
             "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
 
 
@@ -184,7 +185,7 @@ class Run:
 
     def measure(self):
         each = [smaps(pid) for pid in self.spooler_pids()]
-        spooler = {k: statistics.mean(m[k] for m in each) for k in ("rss", "pss", "uss")}
+        spooler = {k: statistics.mean(m[k] for m in each) for k in ("rss", "pss", "uss", "dirty")}
         spooler["instance_pss"] = sum(smaps(p)["pss"] for p in tree(self.proc.pid))
         spooler["processes"] = len(tree(self.proc.pid))
         return spooler
@@ -232,17 +233,21 @@ def main():
             finally:
                 run.close()
             results.setdefault(contender, []).append(m)
-            print("%-14s run %d: spooler RSS %6.0f KiB, PSS %6.0f KiB, USS %6.0f KiB; instance PSS %6d KiB (%d processes)"
-                  % (contender, i + 1, m["rss"], m["pss"], m["uss"], m["instance_pss"], m["processes"]), flush=True)
+            print("%-14s run %d: spooler RSS %6.0f KiB, PSS %6.0f KiB, USS %6.0f KiB, private dirty %6.0f KiB; "
+                  "instance PSS %6d KiB (%d processes)"
+                  % (contender, i + 1, m["rss"], m["pss"], m["uss"], m["dirty"], m["instance_pss"], m["processes"]),
+                  flush=True)
 
     print()
-    print("| contender | spooler RSS (MiB) | spooler PSS (MiB) | spooler USS (MiB) | instance PSS (MiB) | processes |")
-    print("|---|---|---|---|---|---|")
+    print("| contender | spooler RSS (MiB) | spooler PSS (MiB) | spooler USS (MiB) | spooler private dirty (MiB) "
+          "| instance PSS (MiB) | processes |")
+    print("|---|---|---|---|---|---|---|")
     for contender, runs in results.items():
         def med(key):
             return statistics.median(r[key] for r in runs) / 1024.0
-        print("| %s | %.1f | %.1f | %.1f | %.1f | %d |" % (contender, med("rss"), med("pss"), med("uss"),
-                                                           med("instance_pss"), runs[0]["processes"]))
+        print("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %d |" % (contender, med("rss"), med("pss"), med("uss"),
+                                                                  med("dirty"), med("instance_pss"),
+                                                                  runs[0]["processes"]))
     print("\nmedians of %d runs; %d spooler process(es) each, averaged; %d tasks handled before each measurement"
           % (args.runs, args.processes, args.tasks))
 
