@@ -53,6 +53,7 @@ CONTENDERS = {
     "spoold-1": ("spoold", 1, "warn"),
     "spoold-2": ("spoold", 2, "warn"),
     "spoold-1-info": ("spoold", 1, "info"),
+    "spoold-py-1": ("spoold-py", 1, "warn"),
     "uwsgi-1": ("uwsgi", 1, None),
     "uwsgi-2": ("uwsgi", 2, None),
 }
@@ -63,6 +64,7 @@ CONTENDER_TEXT = {
     "spoold-1": "spoold, 1 spooler",
     "spoold-2": "spoold, 2 spoolers",
     "spoold-1-info": "spoold, 1 spooler, log_level info",
+    "spoold-py-1": "spoold python plugin, 1 spooler, uwsgi_handlers.py",
     "uwsgi-1": "uWSGI spooler, 1 process",
     "uwsgi-2": "uWSGI spooler, 2 processes",
 }
@@ -272,13 +274,13 @@ class Bench:
 
     # --- starting contenders ---
 
-    def spoold_config(self, fs, queue_dir, processes, level, plugin="noop", options=None):
+    def spoold_config(self, fs, queue_dir, processes, level, plugin="noop", options=None, plugin_dir=None):
         work = self.work_dir(fs)
         self.seq += 1
         path = os.path.join(work, f"spoold-{self.seq}.toml")
         lines = [
             "[host]",
-            f'plugin_dir = "{self.plugin_dir}"',
+            f'plugin_dir = "{plugin_dir or self.plugin_dir}"',
             f'log_level = "{level}"',
             "",
             "[[queue]]",
@@ -289,7 +291,7 @@ class Bench:
         ]
         if options:
             lines.append("[queue.options]")
-            lines += [f'{k} = "{v}"' for k, v in options.items()]
+            lines += [f'{k} = "{v}"' for k, v in options.items() if v is not None]
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         return path, os.path.join(work, f"spoold-{self.seq}.log")
@@ -311,6 +313,19 @@ class Bench:
             elif count_file:
                 options["count_file"] = count_file
             conf, logfile = self.spoold_config(fs, queue_dir, processes, level, plugin, options)
+            lf = open(logfile, "w")
+            p = subprocess.Popen([self.spoold, "-c", conf], stdout=lf, stderr=lf)
+            lf.close()
+            self.live.append(p)
+            return p, logfile
+        if kind == "spoold-py":
+            # The uWSGI baseline's handler module, unchanged, in the python plugin.
+            options = {"file": os.path.join(HERE, "uwsgi_handlers.py"), "env.SPOOLD_BENCH_MODE": mode,
+                       "env.SPOOLD_BENCH_COUNT_FILE": count_file, "env.SPOOLD_BENCH_RECORD_FILE": record_file,
+                       "env.PYTHONDONTWRITEBYTECODE": "1"}
+            # The shipped plugins' folder, where the python plugin is built.
+            conf, logfile = self.spoold_config(fs, queue_dir, processes, level, "python", options,
+                                               plugin_dir=os.path.join(self.build, "plugins"))
             lf = open(logfile, "w")
             p = subprocess.Popen([self.spoold, "-c", conf], stdout=lf, stderr=lf)
             lf.close()
@@ -383,7 +398,7 @@ class Bench:
         # every task file in the directory must be handled once: the ones
         # make_backlog wrote and any --inject-bad ones
         n_files = n + self.args.inject_bad
-        count_file = self.new_count_file() if kind in ("spoold", "uwsgi") else None
+        count_file = self.new_count_file() if kind in ("spoold", "spoold-py", "uwsgi") else None
         load_before = loadavg()[0]
         watcher = subprocess.Popen([self.tool("bench_tool"), "watch", d, str(n_files), "--stall", str(self.args.stall)],
                                    stdout=subprocess.PIPE, text=True)
@@ -396,7 +411,7 @@ class Bench:
         foreign.start()
         t_launch = time.monotonic()
         p, logfile = self.start(kind, procs, level, fs, d, count_file=count_file)
-        sampler = RssSampler(p.pid) if kind in ("spoold", "uwsgi") else None
+        sampler = RssSampler(p.pid) if kind in ("spoold", "spoold-py", "uwsgi") else None
         if sampler:
             sampler.start()
         first = empty = None

@@ -31,6 +31,9 @@ class OptionsTest(PythonPluginTestCase):
         return d, report
 
     def test_module_path_env_and_a_dotted_callable(self):
+        # The producer-side uwsgi.py an app may ship does not shadow the spooler's module.
+        with open(self.path("apps", "uwsgi.py"), "w") as f:
+            f.write("raise ImportError('the uwsgi.py on sys.path was imported')\n")
         d, r = self.run_one({"module": "opts_app", "callable": "Handlers.nested", "path": ["apps"],
                              "env.PP_FLAVOUR": "mint"})
         # path entries resolve against the config file's folder and come first.
@@ -46,6 +49,26 @@ class OptionsTest(PythonPluginTestCase):
         # Debian's interpreter, with its own dist-packages.
         self.assertTrue(os.path.realpath(r["executable"]).startswith("/usr/bin/python3"), r["executable"])
         self.assertEqual(r["prefix"], "/usr")
+
+    def test_threads_of_the_app_run_while_the_spooler_waits(self):
+        ticks = self.path("ticks")
+        d = self.py_spoold([self.py_queue(options={"module": "ticker", "path": ["apps"],
+                                                    "env.PP_RECORD": self.record, "env.PP_TICKS": ticks})])
+        qdir = self.path("spool", "py")
+        spoolctl("--dir", qdir, "enqueue", "a=1", "--no-sync")
+        self.wait_records(lambda rs: rs, "the task", daemon=d)
+        wait_until(lambda: task_files(qdir) == [], 10, what="the task deleted")
+
+        def count():
+            try:
+                with open(ticks) as f:
+                    return f.read().count("\n")
+            except FileNotFoundError:
+                return 0
+        after_task = count()
+        # The spooler now sits in recv() for the next task; the thread must go on.
+        wait_until(lambda: count() >= after_task + 20, 20, what="20 more ticks of the app's thread while idle")
+        self.assert_no_errors_logged(d)
 
     def test_file_option_imports_a_path(self):
         _, r = self.run_one({"file": "apps/opts_app.py", "callable": "handle"})
