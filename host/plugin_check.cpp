@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "plugin_loader.hpp"
 #include "process_status.hpp"
@@ -54,6 +55,9 @@ void drop_plugin_log(void*, std::int32_t, const char*, std::size_t) {}
     write_line(out_fd, "problem " + io_error("chdir " + c.host.base_dir, errno).message);
     ::_exit(0);
   }
+  // As in a spooler (spooler.cpp): plugins that write tasks into their own
+  // queue read its directory here.
+  ::setenv("SPOOLD_QUEUE_DIR", q.dir.c_str(), 1);
   std::vector<std::unique_ptr<loaded_plugin>> chain;
   for (const auto& name : q.plugins) {
     write_line(out_fd, "stage " + name + " load");

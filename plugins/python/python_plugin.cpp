@@ -27,12 +27,11 @@ struct python_outcome {
 };
 
 // The one place a Python outcome becomes a Status plus the reason the host
-// records as spoold.error. Until Task::retry/fail(reason) exist, a reason
-// travels as an exception (std::exception = Retry, PermanentError = Fail).
-Status to_status(const python_outcome& o) {
+// records as spoold.error.
+Status to_status(const Task& task, const python_outcome& o) {
   if (o.reason.empty()) return o.status;
-  if (o.status == Status::Fail) throw PermanentError(o.reason);
-  if (o.status == Status::Retry) throw std::runtime_error(o.reason);
+  if (o.status == Status::Fail) return task.fail(o.reason);
+  if (o.status == Status::Retry) return task.retry(o.reason);
   return o.status;
 }
 
@@ -129,7 +128,7 @@ class python_plugin final : public Plugin {
       o = call(task);
       context().task = nullptr;
     }
-    return to_status(o);
+    return to_status(task, o);
   }
 
  private:

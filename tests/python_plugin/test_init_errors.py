@@ -64,8 +64,6 @@ class InitErrorsTest(PythonPluginTestCase):
         self.assertNotIn("killed by signal", d.log())
         self.assertEqual(d.stop(), 0)
 
-    @unittest.skipUnless(os.environ.get("SPOOLD_CHECK_RUNS_INIT") == "1",
-                         "set SPOOLD_CHECK_RUNS_INIT=1 once spoold --check runs each plugin's init()")
     def test_check_exits_2_naming_each_queue_and_cause(self):
         config = self.path("check.toml")
         with open(config, "w") as f:
