@@ -54,6 +54,7 @@ CONTENDERS = {
     "spoold-2": ("spoold", 2, "warn"),
     "spoold-1-info": ("spoold", 1, "info"),
     "spoold-py-1": ("spoold-py", 1, "warn"),
+    "spoold-py-2": ("spoold-py", 2, "warn"),
     "uwsgi-1": ("uwsgi", 1, None),
     "uwsgi-2": ("uwsgi", 2, None),
 }
@@ -65,6 +66,7 @@ CONTENDER_TEXT = {
     "spoold-2": "spoold, 2 spoolers",
     "spoold-1-info": "spoold, 1 spooler, log_level info",
     "spoold-py-1": "spoold python plugin, 1 spooler, uwsgi_handlers.py",
+    "spoold-py-2": "spoold python plugin, 2 spoolers, uwsgi_handlers.py",
     "uwsgi-1": "uWSGI spooler, 1 process",
     "uwsgi-2": "uWSGI spooler, 2 processes",
 }
