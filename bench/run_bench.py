@@ -830,7 +830,10 @@ def build_table(bench, started, finished, load_start, load_end, command):
                   ("raw-lock-1 / raw-1", "raw-lock-1", "raw-1"), ("spoold-1 / uwsgi-1", "spoold-1", "uwsgi-1"),
                   ("spoold-2 / spoold-1", "spoold-2", "spoold-1"), ("spoold-2 / raw-2", "spoold-2", "raw-2"),
                   ("spoold-2 / uwsgi-2", "spoold-2", "uwsgi-2"), ("uwsgi-1 / raw-1", "uwsgi-1", "raw-1"),
-                  ("spoold-1-info / spoold-1", "spoold-1-info", "spoold-1")]
+                  ("spoold-1-info / spoold-1", "spoold-1-info", "spoold-1"),
+                  ("spoold-py-1 / uwsgi-1", "spoold-py-1", "uwsgi-1"),
+                  ("spoold-py-2 / spoold-py-1", "spoold-py-2", "spoold-py-1"),
+                  ("spoold-py-1 / spoold-1", "spoold-py-1", "spoold-1")]
         for label, x, y in ratios:
             vals = [ratio(med.get((fs, x, n)), med.get((fs, y, n))) for n in sizes]
             if all(v is None for v in vals):
@@ -912,7 +915,7 @@ def build_table(bench, started, finished, load_start, load_end, command):
     out.append("")
 
     # targets
-    out.append("targets (issue 5)")
+    out.append("targets (issues 5 and 10)")
     checks = []
 
     def m(fs, name, n):
@@ -933,6 +936,14 @@ def build_table(bench, started, finished, load_start, load_end, command):
             r = ratio(m("tmpfs", "spoold-2", n), m("tmpfs", "spoold-1", n))
             if r is not None:
                 checks.append((f"tmpfs {fmt_size(n)}: spoold-2 >= 1.6x spoold-1", r >= 1.6, f"{r:.2f}x"))
+        # issue 10: the python plugin against uWSGI's spooler with the same no-op handler
+        for n in sizes:
+            r = ratio(m("tmpfs", "spoold-py-1", n), m("tmpfs", "uwsgi-1", n))
+            if r is not None:
+                checks.append((f"tmpfs {fmt_size(n)}: spoold-py-1 >= 1.2x uwsgi-1", r >= 1.2, f"{r:.2f}x"))
+            r = ratio(m("tmpfs", "spoold-py-2", n), m("tmpfs", "spoold-py-1", n))
+            if r is not None:
+                checks.append((f"tmpfs {fmt_size(n)}: spoold-py-2 >= 1.6x spoold-py-1", r >= 1.6, f"{r:.2f}x"))
     if "ext4" in fss:
         target_n = 200_000 if 200_000 in sizes else max(sizes)
         r = ratio(m("ext4", "spoold-1", target_n), m("ext4", "uwsgi-1", target_n))
