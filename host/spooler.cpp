@@ -249,7 +249,6 @@ class spooler {
   // again. A busy or unreadable file keeps the debt in the master's index
   // for the next taker.
   report pay_owed_try(const task_ref& ref, const std::string& why, report& r) {
-    dir_->remove_temp_of(ref);
     const std::int64_t now = now_ns();
     auto c = dir_->claim(ref, now, false);
     r.identity = c.identity;
@@ -270,6 +269,9 @@ class spooler {
         return r;
     }
     claimed_task& task = *c.task;
+    // Only under the lock: a temp of this name may be another host's
+    // rewrite in progress, which it makes while holding the lock.
+    dir_->remove_temp_of(ref);
     try_end end = finish_try(*dir_, task, why, false, now);
     r.result = end.result;
     r.due_ns = end.due_ns;
