@@ -1,12 +1,15 @@
-// A strict parser for the one JSON shape dispatch reads: a flat object whose
+// A strict reader for the one JSON shape dispatch reads: a flat object whose
 // values are strings, numbers, booleans or null. Task bodies are untrusted
-// input, so every read is bounds-checked, strings must be valid UTF-8, and
-// anything RFC 8259 does not allow is an error rather than a guess.
+// input: nlohmann-json's SAX parser (Debian nlohmann-json3-dev, header-only,
+// so the plugin still links nothing) validates UTF-8, escapes and numbers,
+// and anything RFC 8259 does not allow, or another shape, is an error
+// rather than a guess.
 #pragma once
 
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
