@@ -150,6 +150,13 @@ struct child_setup {
   char* const* envp;
 };
 
+// fork() and exec by hand, not posix_spawn(): the command must die with the
+// spooler (PR_SET_PDEATHSIG, set in the child), or a spooler the host kills
+// at its timeout would leave the command running, and posix_spawn has no
+// attribute for it. Boost.Process could run the prctl in a child hook, but
+// feeding stdin while draining stderr would then need its Asio machinery for
+// what the poll() loop below does in a few lines.
+//
 // Between fork() and exec only async-signal-safe calls: the spooler may
 // have other threads, whose locks (malloc's among them) are copied held.
 // execvpe is not on POSIX's list, but glibc's builds the PATH candidates on
