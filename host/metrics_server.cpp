@@ -328,7 +328,10 @@ void server::accept() {
 }  // namespace
 
 void run_metrics_server(const host_config& host, int listen_fd, int master_fd) {
-  ::signal(SIGPIPE, SIG_IGN);
+  // The master's signals are the master's: a TERM or INT sent to the whole
+  // process group must not kill the endpoint while the tasks in hand drain.
+  // It goes with the master (PR_SET_PDEATHSIG, or the end of its socket).
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM}) ::signal(sig, SIG_IGN);
   // Tasks first: this process yields the CPU to the spoolers.
   (void)::setpriority(PRIO_PROCESS, 0, 10);
   setup_logging(host.log_level, host.log_format, "metrics");

@@ -160,7 +160,8 @@ class ExpositionTest(MetricsTestCase):
         crash_rec = self.path("crash.txt")
         d = self.metrics_daemon(queue_toml("q", "fx_record", {"record_file": rec}, max_attempts=1, backoff="1h",
                                            backoff_max="1h")
-                                + queue_toml("c", "fx_crash", {"record_file": crash_rec}, max_attempts=1))
+                                + queue_toml("c", "fx_crash", {"record_file": crash_rec}, max_attempts=1)
+                                + queue_toml("h", "fx_crash", {}, max_attempts=1, timeout="1s"))
         d.wait_log("metrics: serving http://127.0.0.1:%d/metrics" % self.port)
         families, samples = parse_exposition(scrape(self.port))
         for name, kind in FAMILIES.items():
@@ -172,18 +173,25 @@ class ExpositionTest(MetricsTestCase):
         for status in ["ok"] * 3 + ["retry"] * 2 + ["fail", "ignore"]:
             self.task("q", status=status)
         self.task("c", how="segv")
+        self.task("h", how="hang")
         delayed = write_raw(self.path("spool", "q"), encode_task({"status": "ok"}), mtime=time.time() + 3600)
         wait_until(lambda: len(read_records(rec)) == 7, 30, what="7 tries of q")
         wait_until(lambda: task_files(self.path("spool/c/failed")), 30, what="the crashed task in c's failed/")
+        wait_until(lambda: task_files(self.path("spool/h/failed")), 30, what="the hung task in h's failed/")
 
         def settled(s):
             return (value(s, "spoold_tasks_total", queue="q") == 7 and value(s, "spoold_tasks_total", queue="c") == 1
                     and value(s, "spoold_queue_failed", queue="q") == 3
-                    and value(s, "spoold_spooler_restarts_total", queue="c", cause="crash") == 1)
+                    and value(s, "spoold_spooler_restarts_total", queue="c", cause="crash") == 1
+                    and value(s, "spoold_spooler_restarts_total", queue="h", cause="timeout") == 1)
         families, samples = self.scrape_until(settled, what="the counts of 8 tries")
         for outcome, n in (("ok", 3), ("retry", 2), ("fail", 1), ("ignore", 1), ("crash", 0), ("timeout", 0)):
             self.assertEqual(value(samples, "spoold_tasks_total", queue="q", outcome=outcome), n, outcome)
         self.assertEqual(value(samples, "spoold_tasks_total", queue="c", outcome="crash"), 1)
+        self.assertEqual(value(samples, "spoold_tasks_total", queue="h", outcome="timeout"), 1)
+        self.assertEqual(value(samples, "spoold_tasks_total", queue="h"), 1)
+        self.assertEqual(value(samples, "spoold_spooler_restarts_total", queue="c"), 1)
+        self.assertEqual(value(samples, "spoold_spooler_restarts_total", queue="q"), 0)
         # Histogram: cumulative buckets ending in +Inf == _count == tries that ran a plugin.
         buckets = [(l["le"], v) for n, l, v in samples if n == "spoold_task_duration_seconds_bucket" and l["queue"] == "q"]
         self.assertEqual(buckets[-1], ("+Inf", 7))
@@ -240,6 +248,39 @@ class ExpositionTest(MetricsTestCase):
         self.assertNotIn(old, task_files(self.path("spool/q")))
         self.scrape_until(lambda s: value(s, "spoold_queue_oldest_pending_age_seconds", queue="q") == 0
                           and value(s, "spoold_tasks_total", queue="q", outcome="ok") == 3, what="age back to 0")
+
+
+class LifecycleTest(MetricsTestCase):
+    def test_metrics_process_restarts_keeps_totals_and_a_reload_keeps_the_port(self):
+        rec = self.path("record.txt")
+        d = self.metrics_daemon(queue_toml("q", "fx_record", {"record_file": rec}))
+        for _ in range(2):
+            self.task("q")
+        wait_until(lambda: len(read_records(rec)) == 2, 30, what="2 tasks handled")
+        self.scrape_until(lambda s: value(s, "spoold_tasks_total", queue="q", outcome="ok") == 2)
+        pid = int(re.search(r"metrics process (\d+)\)", d.log()).group(1))
+        os.kill(pid, signal.SIGKILL)
+        d.wait_log("metrics: metrics process ")  # "... started": a new one
+        self.assertIn("metrics process %d killed by signal 9" % pid, d.log())
+        self.scrape_until(lambda s: value(s, "spoold_tasks_total", queue="q", outcome="ok") == 2,
+                          what="the totals from the master in the new metrics process")
+        with open(d.config) as f:
+            text = f.read()
+        other = free_port()
+        with open(d.config, "w") as f:
+            f.write(text.replace("127.0.0.1:%d" % self.port, "127.0.0.1:%d" % other))
+        d.signal(signal.SIGHUP)
+        d.wait_log("reloaded: 1 queue(s)")
+        self.assertIn('host.metrics changed from "127.0.0.1:%d" to "127.0.0.1:%d"' % (self.port, other), d.log())
+        self.task("q")
+        wait_until(lambda: len(read_records(rec)) == 3, 30, what="a third task handled")
+        self.scrape_until(lambda s: value(s, "spoold_tasks_total", queue="q", outcome="ok") == 3)
+        # A TERM to the whole group (systemd, a terminal's ^C) is the master's
+        # to act on: the metrics process neither dies of it nor is restarted.
+        os.killpg(d.proc.pid, signal.SIGTERM)
+        self.assertEqual(d.wait(30), 0)
+        self.assertEqual(d.log().count("metrics: metrics process "), 1, "one restart, and none at the stop")
+        self.assert_no_errors_logged(d)
 
 
 class HostileClientTest(MetricsTestCase):
