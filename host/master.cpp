@@ -37,7 +37,6 @@ class master {
     spdlog::info("spoold ready: {} queue(s), {} spooler process(es), config {}", queues_.size(), spoolers, cfg_.path);
     next_rescan_ = rescan_period() > 0 ? monotonic_ns() + rescan_period() : k_never;
     for (;;) {
-      if (metrics_) metrics_->on_turn(queues_);
       if (!stopping_) pool_->spawn_missing(queues_, cfg_.host);
       // New names are read on every turn (a cheap non-blocking read), but
       // inotify wakes the master only when a spooler has room and nothing
@@ -47,6 +46,7 @@ class master {
       const bool hungry = !stopping_ && dispatcher_.dispatch(queues_, *pool_);
       arm_inotify(hungry || pool_->empty());
       if (stopping_ && pool_->empty() && !reload_) break;
+      if (metrics_) metrics_->on_turn(queues_);  // after dispatch: in-flight counts are current
       wait_and_handle();
     }
     spdlog::info("spoold stopped");

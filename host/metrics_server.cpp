@@ -19,6 +19,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <map>
@@ -56,14 +57,14 @@ constexpr std::size_t k_max_snapshot = 2 << 20;
 std::unordered_map<std::string, std::pair<ino_t, std::int64_t>> read_ignored(int dirfd) {
   std::unordered_map<std::string, std::pair<ino_t, std::int64_t>> out;
   unique_fd fd(::openat(dirfd, std::string(k_ignored_list).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) return out;
-  std::string text(k_ignored_list_limit, '\0');
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return out;
+  std::string text(std::min<std::size_t>(static_cast<std::size_t>(st.st_size), k_ignored_list_limit), '\0');
   std::size_t used = 0;
-  for (;;) {
+  while (used < text.size()) {
     const ssize_t n = ::read(fd.get(), text.data() + used, text.size() - used);
     if (n <= 0) break;
     used += static_cast<std::size_t>(n);
-    if (used == text.size()) break;
   }
   text.resize(used);
   std::size_t pos = 0;
