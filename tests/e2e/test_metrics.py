@@ -141,6 +141,14 @@ class MetricsTestCase(SpooldTestCase):
             cfg += '%s = "%s"\n' % (k, v)
         return self.daemon(cfg + queues, start=start)
 
+    def assert_clean(self, d, metrics_restarts=0):
+        """No error lines, no sanitizer report, and the metrics process died
+        only as often as the test killed it."""
+        self.assert_no_errors_logged(d)
+        for bad in ("Sanitizer", "runtime error:"):
+            self.assertNotIn(bad, d.log())
+        self.assertEqual(len(re.findall(r"metrics process \d+ (?:exited|killed)", d.log())), metrics_restarts, d.log())
+
     def task(self, queue, **args):
         return write_raw(self.path("spool", queue), encode_task(args))
 
@@ -227,7 +235,7 @@ class ExpositionTest(MetricsTestCase):
         status, headers, _ = http_request(self.port, b"POST /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         self.assertEqual((status, headers.get("allow")), (405, "GET, HEAD"))
         self.assertEqual(d.stop(), 0)
-        self.assert_no_errors_logged(d)
+        self.assert_clean(d)
 
     def test_oldest_pending_age_of_a_backlog(self):
         """Tasks that wait (their queue's only spooler is held in a task) age."""
@@ -283,7 +291,7 @@ class LifecycleTest(MetricsTestCase):
         os.killpg(d.proc.pid, signal.SIGTERM)
         self.assertEqual(d.wait(30), 0)
         self.assertEqual(d.log().count("metrics: metrics process "), 1, "one restart, and none at the stop")
-        self.assert_no_errors_logged(d)
+        self.assert_clean(d, metrics_restarts=1)
 
 
 class HostileClientTest(MetricsTestCase):
@@ -369,7 +377,7 @@ class HostileClientTest(MetricsTestCase):
             s.close()
         scrape(self.port)
         self.assertEqual(d.stop(), 0)
-        self.assert_no_errors_logged(d)
+        self.assert_clean(d)
 
 
 class BadAddressTest(MetricsTestCase):
@@ -472,4 +480,4 @@ class PrometheusTest(MetricsTestCase):
                 prom.wait(timeout=10)
             log.close()
         self.assertEqual(d.stop(), 0)
-        self.assert_no_errors_logged(d)
+        self.assert_clean(d)
