@@ -345,16 +345,16 @@ class HostileClientTest(MetricsTestCase):
         idle = []
         try:
             # The slow client holds a connection (it sent its second byte)
-            # before the 200 idle ones fill the cap.
+            # before the 1000 idle ones fill the cap.
             wait_until(lambda: slow_result["sent"] >= 2, 30, what="the slow client's second byte")
-            idle = [socket.create_connection(("127.0.0.1", self.port), timeout=30) for _ in range(200)]
+            idle = [socket.create_connection(("127.0.0.1", self.port), timeout=30) for _ in range(1000)]
             loaded = self.pickups(rec, 20)
             wait_until(lambda: "cut" in slow_result, 60, interval=0.1, what="the slow client to be cut off")
         finally:
             stop.set()
             slow.join(120)
         self.assertFalse(slow.is_alive())
-        print("pickup ms, quiet: median %.2f max %.2f; with 200 idle connections, a one-byte-a-second client and "
+        print("pickup ms, quiet: median %.2f max %.2f; with 1000 idle connections, a one-byte-a-second client and "
               "a 1 MB header: median %.2f max %.2f" % (
                   sorted(quiet)[10] * 1e3, max(quiet) * 1e3, sorted(loaded)[10] * 1e3, max(loaded) * 1e3))
         self.assertIn(huge_status, (431, 400))
