@@ -172,7 +172,11 @@ class ExpositionTest(MetricsTestCase):
         d = self.metrics_daemon(queue_toml("q", "fx_record", {"record_file": rec}, max_attempts=1, backoff="1h",
                                            backoff_max="1h")
                                 + queue_toml("c", "fx_crash", {"record_file": crash_rec}, max_attempts=1)
-                                + queue_toml("h", "fx_crash", {}, max_attempts=1, timeout="1s"))
+                                + queue_toml("h", "fx_crash", {}, max_attempts=1, timeout="1s")
+                                + queue_toml("r", "fx_record", {"record_file": self.path("recycled.txt")}, max_tasks=1)
+                                + queue_toml("s", "fx_slow_init", {"init_ms": "60000", "block_first": self.path("first"),
+                                                                   "record_file": self.path("slow.txt")},
+                                             init_timeout="1s"))
         d.wait_log("metrics: serving http://127.0.0.1:%d/metrics" % self.port)
         families, samples = parse_exposition(scrape(self.port))
         for name, kind in FAMILIES.items():
@@ -185,6 +189,8 @@ class ExpositionTest(MetricsTestCase):
             self.task("q", status=status)
         self.task("c", how="segv")
         self.task("h", how="hang")
+        self.task("r")
+        self.task("r")
         delayed = write_raw(self.path("spool", "q"), encode_task({"status": "ok"}), mtime=time.time() + 3600)
         wait_until(lambda: len(read_records(rec)) == 7, 30, what="7 tries of q")
         wait_until(lambda: task_files(self.path("spool/c/failed")), 30, what="the crashed task in c's failed/")
@@ -194,7 +200,9 @@ class ExpositionTest(MetricsTestCase):
             return (value(s, "spoold_tasks_total", queue="q") == 7 and value(s, "spoold_tasks_total", queue="c") == 1
                     and value(s, "spoold_queue_failed", queue="q") == 3
                     and value(s, "spoold_spooler_restarts_total", queue="c", cause="crash") == 1
-                    and value(s, "spoold_spooler_restarts_total", queue="h", cause="timeout") == 1)
+                    and value(s, "spoold_spooler_restarts_total", queue="h", cause="timeout") == 1
+                    and value(s, "spoold_spooler_restarts_total", queue="r", cause="recycle") == 2
+                    and value(s, "spoold_spooler_restarts_total", queue="s", cause="init_timeout") == 1)
         families, samples = self.scrape_until(settled, what="the counts of 8 tries")
         for outcome, n in (("ok", 3), ("retry", 2), ("fail", 1), ("ignore", 1), ("crash", 0), ("timeout", 0)):
             self.assertEqual(value(samples, "spoold_tasks_total", queue="q", outcome=outcome), n, outcome)
@@ -203,6 +211,9 @@ class ExpositionTest(MetricsTestCase):
         self.assertEqual(value(samples, "spoold_tasks_total", queue="h"), 1)
         self.assertEqual(value(samples, "spoold_spooler_restarts_total", queue="c"), 1)
         self.assertEqual(value(samples, "spoold_spooler_restarts_total", queue="q"), 0)
+        self.assertEqual(value(samples, "spoold_spooler_restarts_total", queue="r"), 2)
+        self.assertEqual(value(samples, "spoold_spooler_restarts_total", queue="s"), 1)
+        self.assertEqual(value(samples, "spoold_tasks_total", queue="r", outcome="ok"), 2)
         # Histogram: cumulative buckets ending in +Inf == _count == tries that ran a plugin.
         buckets = [(l["le"], v) for n, l, v in samples if n == "spoold_task_duration_seconds_bucket" and l["queue"] == "q"]
         self.assertEqual(buckets[-1], ("+Inf", 7))
