@@ -7,6 +7,8 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "metrics_address.hpp"
+
 namespace spoold {
 
 namespace fs = std::filesystem;
@@ -216,7 +218,8 @@ config_load load_config(const std::string& path, bool check_plugins) {
 
   if (const toml::node* hn = root.get("host")) {
     if (const auto* host = hn->as_table()) {
-      r.reject_unknown(*host, "[host]", {"plugin_dir", "log_level", "log_format", "shutdown_grace", "rescan_interval"});
+      r.reject_unknown(*host, "[host]", {"plugin_dir", "log_level", "log_format", "shutdown_grace", "rescan_interval",
+                                  "metrics"});
       std::string plugin_dir;
       r.read_string(*host, "plugin_dir", "host", plugin_dir);
       if (!plugin_dir.empty()) c.host.plugin_dir = resolve(base, plugin_dir);
@@ -232,6 +235,10 @@ config_load load_config(const std::string& path, bool check_plugins) {
       }
       r.read_duration(*host, "shutdown_grace", "host", c.host.shutdown_grace);
       r.read_duration(*host, "rescan_interval", "host", c.host.rescan_interval);
+      r.read_string(*host, "metrics", "host", c.host.metrics);
+      if (host->get("metrics") != nullptr) {
+        if (auto a = parse_listen_address(c.host.metrics); !a) r.problem(host->get("metrics")->source(), a.err().message);
+      }
     } else {
       r.problem(hn->source(), "[host] must be a table");
     }

@@ -46,6 +46,8 @@ struct host_config {
   // The safety-net rescan of every queue, for missed inotify events and
   // network filesystems. 0 turns it off.
   duration rescan_interval{30 * 1000};
+  // "address:port" of the Prometheus endpoint; empty = off.
+  std::string metrics;
 };
 
 struct config {

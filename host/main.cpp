@@ -15,6 +15,7 @@
 #include "plugin_check.hpp"
 #include "instance_lock.hpp"
 #include "master.hpp"
+#include "metrics.hpp"
 
 namespace {
 
@@ -81,6 +82,11 @@ int main(int argc, char** argv) {
   auto plugin_problems = spoold::check_plugins_in_child(
       loaded.value, check ? spoold::check_depth::load_and_init : spoold::check_depth::load);
   loaded.problems.insert(loaded.problems.end(), plugin_problems.begin(), plugin_problems.end());
+  if (check) {
+    // The port a host running on this very file listens on is its own.
+    const bool running = std::filesystem::exists(config_path) && !spoold::instance_lock::acquire(loaded.value.path);
+    if (auto p = spoold::probe_metrics_address(loaded.value.host, running)) loaded.problems.push_back(*p);
+  }
   if (!loaded.ok()) {
     for (const auto& p : loaded.problems) std::fprintf(stderr, "spoold: %s\n", p.c_str());
     std::fprintf(stderr, "spoold: %zu problem(s) in %s\n", loaded.problems.size(), config_path.c_str());

@@ -11,6 +11,7 @@
 
 #include "dispatch.hpp"
 #include "logging.hpp"
+#include "metrics.hpp"
 #include "queue_runtime.hpp"
 #include "reload.hpp"
 #include "signals.hpp"
@@ -45,6 +46,7 @@ class master {
       const bool hungry = !stopping_ && dispatcher_.dispatch(queues_, *pool_);
       arm_inotify(hungry || pool_->empty());
       if (stopping_ && pool_->empty() && !reload_) break;
+      if (metrics_) metrics_->on_turn(queues_);  // after dispatch: in-flight counts are current
       wait_and_handle();
     }
     spdlog::info("spoold stopped");
@@ -67,6 +69,14 @@ class master {
       return 1;
     }
     pool_ = std::make_unique<spooler_pool>(epoll_.get());
+    if (!cfg_.host.metrics.empty()) {  // before the spoolers: it holds none of their sockets
+      auto m = metrics_publisher::start(cfg_.host);
+      if (!m) {
+        spdlog::error("{}", m.err().message);
+        return 2;
+      }
+      metrics_ = std::move(*m);
+    }
     for (int fd : {signals_.fd(), inotify_.get(), lock_.fd()}) {
       if (auto w = watch(fd); !w) {
         spdlog::error("{}", w.err().message);
@@ -110,6 +120,7 @@ class master {
     wake = std::min(wake, next_rescan_);
     if (reload_) wake = std::min(wake, reload_->check.deadline());
     if (stopping_) wake = std::min(wake, shutdown_deadline_);
+    if (metrics_) wake = std::min(wake, metrics_->next_deadline());
     return wake;
   }
 
@@ -159,6 +170,8 @@ class master {
       if (pid <= 0) return;
       if (reload_ && pid == reload_->check.pid()) {
         on_check_exited(status);
+      } else if (metrics_ && metrics_->on_exit(pid, status)) {
+        // a new metrics process starts on the next turn
       } else {
         (void)pool_->on_exit(pid, status, stopping_);
       }
@@ -219,7 +232,13 @@ class master {
       for (const auto& p : problems) spdlog::error("reload refused: {}", p);
       spdlog::error("reload refused: the running configuration stays in force");
     } else {
+      const std::string metrics = cfg_.host.metrics;
       apply_reload(cfg_, std::move(done->next), queues_, *pool_, inotify_.get());
+      if (cfg_.host.metrics != metrics) {
+        spdlog::warn("reload: host.metrics changed from \"{}\" to \"{}\": it takes effect when spoold restarts", metrics,
+                     cfg_.host.metrics);
+        cfg_.host.metrics = metrics;
+      }
       next_rescan_ = rescan_period() > 0 ? monotonic_ns() + rescan_period() : k_never;
     }
     if (done->again && !stopping_) on_reload_requested();
@@ -315,6 +334,7 @@ class master {
   std::unique_ptr<spooler_pool> pool_;
   dispatcher dispatcher_;
   std::unique_ptr<pending_reload> reload_;
+  std::unique_ptr<metrics_publisher> metrics_;
   unsigned stops_seen_ = 0;
   bool stopping_ = false;
   bool inotify_armed_ = true;

@@ -52,6 +52,9 @@ struct report {
   std::int64_t due_ns = 0;
   file_identity identity;
   std::int64_t handle_ns = -1;  // time in the plugin chain; -1 when none ran
+  // The Status the chain returned (anything else was made a Retry), when a
+  // chain ran: tells a plugin's Fail from a Retry past max_attempts.
+  std::int32_t plugin_status = 0;
 };
 
 // Both directions carry batches, so that a backlog costs the master one

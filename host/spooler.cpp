@@ -239,7 +239,7 @@ class spooler {
     const std::int64_t started = monotonic_ns();
     slot_->started_ns.store(started);
     slot_->current_seq.store(a.seq);
-    r.result = run_chain(task, started, r.due_ns);
+    r.result = run_chain(task, started, r.due_ns, r.plugin_status);
     r.handle_ns = monotonic_ns() - started;
     slot_->current_seq.store(0);
     return r;
@@ -288,7 +288,7 @@ class spooler {
     return r;
   }
 
-  outcome run_chain(claimed_task& task, std::int64_t started, std::int64_t& due_ns) {
+  outcome run_chain(claimed_task& task, std::int64_t started, std::int64_t& due_ns, std::int32_t& decided) {
     std::vector<spoold_arg>& args = args_;
     args.clear();
     for (const auto& kv : task.view.args) {
@@ -332,6 +332,7 @@ class spooler {
       }
       break;
     }
+    decided = status;
     const ms_text took{monotonic_ns() - started};
     const std::string& plugin_name = decided_by != nullptr ? decided_by->name() : chain_text_;
     if (status == static_cast<std::int32_t>(Status::Ignore)) {

@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "logging.hpp"
+#include "metrics.hpp"
 #include "process_status.hpp"
 #include "spooler.hpp"
 
@@ -140,6 +141,7 @@ void spooler_pool::on_report(spooler_proc& p, const report& r, std::int64_t now)
     return;
   }
   ++p.reports;
+  count_report(p.queue->cfg.name, r);
   auto it = std::find_if(p.in_hand.begin(), p.in_hand.end(), [&](const assignment& a) { return a.seq == r.seq; });
   if (it == p.in_hand.end()) return;
   if (r.handle_ns >= 0) {
@@ -179,6 +181,7 @@ void spooler_pool::account_exit(spooler_proc& p, int status, bool shutting_down)
         q.index->on_returned(a.task);  // cut short by shutdown: not a try
       } else {
         q.index->owe_try(a.task, p.timed_out ? "timed out after " + format_duration(q.cfg.timeout) : "spooler " + how);
+        count_death(q.cfg.name, p.timed_out ? task_outcome::timeout : task_outcome::crash);
       }
     } else {
       q.index->on_returned(a.task);  // named, never started: no try
@@ -196,7 +199,12 @@ void spooler_pool::account_exit(spooler_proc& p, int status, bool shutting_down)
   } else {
     spdlog::warn("spooler {} (queue {}) {}{}", p.pid, q.cfg.name, p.timed_out ? "killed at its timeout" : how, task_note);
   }
-  if (clean || shutting_down || p.retiring || q.retired) return;
+  if (shutting_down || p.retiring || q.retired) return;
+  count_restart(q.cfg.name, clean             ? restart_cause::recycle
+                            : p.timed_out      ? restart_cause::timeout
+                            : p.init_timed_out ? restart_cause::init_timeout
+                                               : restart_cause::crash);
+  if (clean) return;
   // Every run of deaths is throttled, whatever its cause (a crash in init()
   // or in every task, a hang past a timeout): the first death respawns at
   // once, the next ones pause 100 ms, doubling to 30 s, until a plugin
