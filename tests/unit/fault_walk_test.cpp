@@ -152,7 +152,8 @@ std::string check_one_place(life l, const std::string& dir, const std::string& n
   }
   if (!pending && !failed && !r.done) return "lost: neither pending nor failed nor done";
   if (failed && l != life::unparsable) {
-    auto parsed = spoold::parse_spool_file(read_all(dir + "/failed/" + name));
+    const std::string bytes = read_all(dir + "/failed/" + name);  // the parsed view points into it
+    auto parsed = spoold::parse_spool_file(bytes);
     if (!parsed.ok() || !parsed.task->arg(spoold::k_key_error)) return "in failed/ without spoold.error";
   }
   if (failed && l == life::unparsable && !note) return "an unparsable file in failed/ without its reason";
