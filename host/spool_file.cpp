@@ -134,6 +134,139 @@ std::vector<owned_arg> rewrite_bookkeeping(const spool_view& task, unsigned atte
   return out;
 }
 
+namespace {
+
+// The bookkeeping rewrite_bookkeeping() adds besides the history, at most:
+// spoold.error (2048 bytes), spoold.attempt and spoold.failed_at.
+constexpr std::size_t k_bookkeeping_room = (4 + 12 + 2048) + (4 + 14 + 7) + (4 + 16 + 20);
+
+std::optional<std::int64_t> decimal(std::string_view text) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || p != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<std::uint64_t> try_number(std::string_view key) {
+  if (key.substr(0, k_key_try_prefix.size()) != k_key_try_prefix) return std::nullopt;
+  const std::string_view digits = key.substr(k_key_try_prefix.size());
+  std::uint64_t n = 0;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size() || n == 0) return std::nullopt;
+  return n;
+}
+
+}  // namespace
+
+std::string format_try_value(const try_record& record) {
+  std::string out = "attempt=" + std::to_string(record.attempt);
+  if (record.started_ms) out += " started_ms=" + std::to_string(*record.started_ms);
+  if (record.pid) out += " pid=" + std::to_string(*record.pid);
+  if (record.duration_ms) out += " duration_ms=" + std::to_string(*record.duration_ms);
+  out += " counted_ms=" + std::to_string(record.counted_ms);
+  out += " status=" + record.status;
+  out += " error=";
+  out.append(record.error, 0, k_max_try_error);
+  return out;
+}
+
+std::optional<try_record> parse_try(std::string_view key, std::string_view value) {
+  auto number = try_number(key);
+  if (!number) return std::nullopt;
+  try_record r;
+  r.number = *number;
+  bool have_attempt = false;
+  bool have_counted = false;
+  while (!value.empty()) {
+    const std::size_t eq = value.find('=');
+    if (eq == std::string_view::npos) return std::nullopt;
+    const std::string_view name = value.substr(0, eq);
+    if (name == "error") {
+      r.error = std::string(value.substr(eq + 1));
+      break;
+    }
+    const std::size_t end = value.find(' ', eq);
+    const std::string_view field = value.substr(eq + 1, end == std::string_view::npos ? end : end - eq - 1);
+    value = end == std::string_view::npos ? std::string_view() : value.substr(end + 1);
+    if (name == "status") {
+      if (field.empty()) return std::nullopt;
+      r.status = std::string(field);
+      continue;
+    }
+    auto v = decimal(field);
+    if (!v) return std::nullopt;
+    if (name == "attempt") {
+      if (*v < 0 || *v > 1'000'000) return std::nullopt;
+      r.attempt = static_cast<unsigned>(*v);
+      have_attempt = true;
+    } else if (name == "started_ms") {
+      r.started_ms = *v;
+    } else if (name == "pid") {
+      r.pid = *v;
+    } else if (name == "duration_ms") {
+      r.duration_ms = *v;
+    } else if (name == "counted_ms") {
+      r.counted_ms = *v;
+      have_counted = true;
+    }  // a field a later version adds is skipped
+  }
+  if (!have_attempt || !have_counted || r.status.empty()) return std::nullopt;
+  return r;
+}
+
+std::vector<try_record> tries_of(const spool_view& task) {
+  std::vector<try_record> out;
+  for (const auto& a : task.args) {
+    if (auto r = parse_try(a.key, a.value)) out.push_back(std::move(*r));
+  }
+  std::sort(out.begin(), out.end(), [](const try_record& a, const try_record& b) { return a.number < b.number; });
+  return out;
+}
+
+std::vector<spool_arg> args_with_try(const spool_view& task, try_record record, owned_arg& held) {
+  std::vector<std::uint64_t> numbers;
+  std::size_t other_size = 0;  // the args that stay, history aside
+  for (const auto& a : task.args) {
+    if (a.key == k_key_attempt || a.key == k_key_error || a.key == k_key_failed_at) continue;
+    if (auto n = try_number(a.key)) {
+      numbers.push_back(*n);
+    } else {
+      other_size += 4 + a.key.size() + a.value.size();
+    }
+  }
+  std::sort(numbers.begin(), numbers.end());
+  record.number = numbers.empty() ? 1 : numbers.back() + 1;
+  held.key = std::string(k_key_try_prefix) + std::to_string(record.number);
+  held.value = format_try_value(record);
+  // The newest entries that fit, the new one first; the oldest go.
+  std::size_t budget = k_max_args_size > other_size + k_bookkeeping_room
+                           ? k_max_args_size - other_size - k_bookkeeping_room
+                           : 0;
+  const std::size_t new_size = 4 + held.key.size() + held.value.size();
+  const bool add_new = new_size <= budget;
+  if (add_new) budget -= new_size;
+  std::uint64_t oldest_kept = record.number;
+  std::size_t kept = add_new ? 1 : 0;
+  for (auto it = numbers.rbegin(); it != numbers.rend() && kept < k_max_tries_kept; ++it) {
+    std::size_t size = 0;
+    for (const auto& a : task.args) {
+      if (try_number(a.key) == *it) size = 4 + a.key.size() + a.value.size();
+    }
+    if (size > budget) break;
+    budget -= size;
+    oldest_kept = *it;
+    ++kept;
+  }
+  std::vector<spool_arg> out;
+  out.reserve(task.args.size() + 1);
+  for (const auto& a : task.args) {
+    if (auto n = try_number(a.key); n && *n < oldest_kept) continue;
+    out.push_back(a);
+  }
+  if (add_new) out.push_back({held.key, held.value});
+  return out;
+}
+
 unsigned attempt_of(const spool_view& task) {
   auto v = task.arg(k_key_attempt);
   if (!v) return 0;

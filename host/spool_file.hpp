@@ -35,6 +35,29 @@ inline constexpr std::string_view k_key_attempt = "spoold.attempt";
 inline constexpr std::string_view k_key_error = "spoold.error";
 inline constexpr std::string_view k_key_failed_at = "spoold.failed_at";
 
+// The history of a task's tries, for `spoolctl why`: one key per try,
+// "spoold.try.<n>", n counting every try the file has had (it goes on across
+// a `spoolctl retry`, which resets spoold.attempt), and only the newest
+// k_max_tries_kept kept, so a task that retries forever stays small. The
+// value is name=value fields separated by one space, error last, to the end:
+//   attempt=2 started_ms=1764643200123 pid=4242 duration_ms=17 counted_ms=1764643200140 status=retry error=...
+// A field that is not known is left out: the try a dead spooler owes is
+// counted by another spooler, which knows neither its start nor its pid.
+inline constexpr std::string_view k_key_try_prefix = "spoold.try.";
+inline constexpr unsigned k_max_tries_kept = 10;
+inline constexpr std::size_t k_max_try_error = 512;
+
+struct try_record {
+  std::uint64_t number = 0;                // n of spoold.try.<n>, from 1
+  unsigned attempt = 0;                    // spoold.attempt once this try was counted
+  std::optional<std::int64_t> started_ms;  // unix milliseconds
+  std::optional<std::int64_t> pid;         // the spooler process that ran it
+  std::optional<std::int64_t> duration_ms;
+  std::int64_t counted_ms = 0;             // when the host wrote it into the file
+  std::string status;                      // retry, fail, crash or timeout
+  std::string error;
+};
+
 struct spool_arg {
   std::string_view key;
   std::string_view value;
@@ -82,6 +105,19 @@ result<std::string> encode_spool_file(const std::vector<owned_arg>& args, std::s
 std::vector<owned_arg> rewrite_bookkeeping(const spool_view& task, unsigned attempt,
                                            std::optional<std::string_view> error_text,
                                            std::optional<std::int64_t> failed_at);
+
+// The value stored under spoold.try.<number> (the error cut to k_max_try_error).
+std::string format_try_value(const try_record& record);
+// Reads one history entry; nullopt when key is not spoold.try.<n> or the
+// value is not what format_try_value writes.
+std::optional<try_record> parse_try(std::string_view key, std::string_view value);
+// The task's history, oldest first; entries that do not parse are left out.
+std::vector<try_record> tries_of(const spool_view& task);
+// The task's args with record added to its history as the next number,
+// dropping the oldest entries beyond k_max_tries_kept, and more of them if
+// the args block would not leave room for the spoold.error the rewrite adds.
+// The new key and value are views into held, which must outlive the result.
+std::vector<spool_arg> args_with_try(const spool_view& task, try_record record, owned_arg& held);
 
 // "spoold.attempt" of a task, 0 when absent or not a decimal number.
 unsigned attempt_of(const spool_view& task);

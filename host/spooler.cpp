@@ -272,7 +272,12 @@ class spooler {
     // Only under the lock: a temp of this name may be another host's
     // rewrite in progress, which it makes while holding the lock.
     dir_->remove_temp_of(ref);
-    try_end end = finish_try(*dir_, task, why, false, now);
+    // The master's reason says which: "timed out after 30s" or "spooler
+    // killed by signal 9 ...". The dead spooler's start and pid are not
+    // known here; the history records the reason and when it was counted.
+    try_facts facts;
+    facts.status = why.rfind("timed out", 0) == 0 ? "timeout" : "crash";
+    try_end end = finish_try(*dir_, task, why, false, now, facts);
     r.result = end.result;
     r.due_ns = end.due_ns;
     if (end.result == outcome::io_error) {
@@ -357,7 +362,14 @@ class spooler {
     }
     const bool by_fail = status == static_cast<std::int32_t>(Status::Fail);
     if (error_text.empty()) error_text = "plugin '" + plugin_name + "' returned " + (by_fail ? "Fail" : "Retry");
-    try_end end = finish_try(*dir_, task, std::move(error_text), by_fail, now_ns());
+    // Only here, off the Ok path: what the task's history keeps of this try.
+    const std::int64_t now = now_ns();
+    try_facts facts;
+    facts.status = by_fail ? "fail" : "retry";
+    facts.started_ns = now - took.ns;
+    facts.pid = ::getpid();
+    facts.duration_ns = took.ns;
+    try_end end = finish_try(*dir_, task, std::move(error_text), by_fail, now, facts);
     due_ns = end.due_ns;
     if (end.result == outcome::io_error) {
       spdlog::error("task {} queue={}: {}", task.ref.name, queue_.name, end.error);

@@ -17,6 +17,7 @@ enum exit_status : int { exit_ok = 0, exit_failure = 1, exit_usage = 2 };
 // The queue a command acts on, from -c FILE QUEUE or --dir DIR.
 struct queue_target {
   std::string label;  // "queue 'mail' (/srv/spool/mail)" or the directory, for messages
+  std::string name;   // the queue's name in the config; empty with --dir
   std::string dir;
   unsigned file_mode = 0600;
   unsigned dir_mode = 0700;
@@ -34,11 +35,20 @@ struct enqueue_options {
 };
 
 int run_enqueue(const queue_target& queue, const enqueue_options& options);
-int run_ls(const queue_target& queue);
-int run_show(const queue_target& queue, const std::string& id);
+// json: one JSON document on stdout instead of the text (README, "--json").
+int run_ls(const queue_target& queue, bool json);
+int run_show(const queue_target& queue, const std::string& id, bool json);
 // id empty means every failed task (--all).
 int run_retry(const queue_target& queue, const std::string& id);
-int run_purge(const queue_target& queue, bool everything);
+// everything (--all) asks on a terminal unless yes, and refuses without one.
+int run_purge(const queue_target& queue, bool everything, bool yes);
+// Counts of each queue, read from its directory (works with the host stopped).
+int run_stats(const std::vector<queue_target>& queues, bool json);
+// The history of one task's tries and when it is due next.
+int run_why(const queue_target& queue, const std::string& id, bool json);
+// Finds what should not be in the queue directory; repairs it only when asked.
+// Exit 0 when nothing is left, 1 when something is.
+int run_fsck(const queue_target& queue, bool repair, bool json);
 
 // Prints "spoolctl: message" on stderr.
 void report(const std::string& message);

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "commands.hpp"
+#include "json_out.hpp"
 #include "posix.hpp"
 #include "queue_listing.hpp"
 #include "spool_file.hpp"
@@ -20,6 +21,7 @@ constexpr std::size_t k_preview_bytes = 256;
 
 std::string when_of(const queue_entry& e, std::int64_t now) {
   switch (e.state) {
+    case task_state::in_flight: return "age " + format_span(now - e.mtime_ns) + ", running";
     case task_state::pending: return "age " + format_span(now - e.mtime_ns);
     case task_state::delayed: return "in " + format_span(e.due_ns - now);
     case task_state::ignored: return "age " + format_span(now - e.mtime_ns) + ", no plugin took it";
@@ -72,7 +74,24 @@ void print_row(const std::string& state, const std::string& prio, const std::str
 
 }  // namespace
 
-int run_ls(const queue_target& queue) {
+json entry_json(const queue_entry& e) {
+  json t;
+  t["id"] = json_text(e.id);
+  t["state"] = state_name(e.state);
+  t["priority"] = e.priority ? json(*e.priority) : json(nullptr);
+  t["attempt"] = e.parsed ? json(e.attempt) : json(nullptr);
+  t["mtime"] = json_time(e.mtime_ns);
+  t["due"] = e.state == task_state::failed || e.state == task_state::ignored ? json(nullptr) : json_time(e.due_ns);
+  t["size"] = e.size;
+  t["error"] = e.error ? json(json_text(*e.error)) : json(nullptr);
+  t["failed_at"] = e.failed_at ? json(*e.failed_at) : json(nullptr);
+  t["parsed"] = e.parsed;
+  t["being_written"] = e.being_written;
+  t["parse_problem"] = e.parsed ? json(nullptr) : json(json_text(e.parse_problem));
+  return t;
+}
+
+int run_ls(const queue_target& queue, bool as_json) {
   const std::int64_t now = now_ns();
   auto listing = list_queue(queue.dir, now);
   if (!listing) {
@@ -82,23 +101,40 @@ int run_ls(const queue_target& queue) {
   if (listing->dir_missing) {
     report("the directory of " + queue.label + " does not exist yet: nothing was enqueued and no host has started on it");
   }
-  std::size_t counts[4] = {0, 0, 0, 0};  // by task_state
+  std::size_t counts[k_task_states] = {};
+  for (const auto& e : listing->entries) ++counts[static_cast<int>(e.state)];
+  if (as_json) {
+    json doc;
+    doc["queue"] = queue.name.empty() ? json(nullptr) : json(queue.name);
+    doc["dir"] = json_text(queue.dir);
+    doc["dir_missing"] = listing->dir_missing;
+    json c;
+    for (std::size_t i = 0; i < k_task_states; ++i) c[state_name(static_cast<task_state>(i))] = counts[i];
+    doc["counts"] = c;
+    doc["tasks"] = json::array();
+    for (const auto& e : listing->entries) doc["tasks"].push_back(entry_json(e));
+    doc["skipped"] = json::array();
+    for (const auto& s : listing->skipped) doc["skipped"].push_back(json_text(s));
+    for (const auto& s : listing->skipped) report("skipped " + s);
+    return print_json(doc);
+  }
   std::size_t id_width = 2;
   for (const auto& e : listing->entries) id_width = std::max(id_width, escape_bytes(e.id).size());
   if (!listing->entries.empty()) print_row("STATE", "PRIORITY", "ATTEMPT", "WHEN", "ID", id_width, "ERROR");
   for (const auto& e : listing->entries) {
-    ++counts[static_cast<int>(e.state)];
     print_row(state_name(e.state), e.priority ? std::to_string(*e.priority) : "-",
               e.parsed ? std::to_string(e.attempt) : "-", when_of(e, now), escape_bytes(e.id), id_width, problem_of(e));
   }
-  std::cout << counts[0] << " pending, " << counts[1] << " delayed, ";
-  if (counts[2] != 0) std::cout << counts[2] << " ignored, ";
-  std::cout << counts[3] << " failed\n" << std::flush;
+  const auto n = [&](task_state s) { return counts[static_cast<int>(s)]; };
+  if (n(task_state::in_flight) != 0) std::cout << n(task_state::in_flight) << " in flight, ";
+  std::cout << n(task_state::pending) << " pending, " << n(task_state::delayed) << " delayed, ";
+  if (n(task_state::ignored) != 0) std::cout << n(task_state::ignored) << " ignored, ";
+  std::cout << n(task_state::failed) << " failed\n" << std::flush;
   for (const auto& s : listing->skipped) report("skipped " + s);
   return std::cout ? exit_ok : exit_failure;
 }
 
-int run_show(const queue_target& queue, const std::string& id) {
+int run_show(const queue_target& queue, const std::string& id, bool as_json) {
   const std::int64_t now = now_ns();
   auto found = find_task(queue.dir, id, now);
   if (!found) {
@@ -134,6 +170,21 @@ int run_show(const queue_target& queue, const std::string& id) {
     return exit_failure;
   }
   const parse_result parsed = parse_spool_file(file->head);
+  if (as_json) {
+    json doc = entry_json(e);
+    doc["queue"] = queue.name.empty() ? json(nullptr) : json(queue.name);
+    doc["dir"] = json_text(queue.dir);
+    doc["path"] = json_text(path);
+    doc["args"] = json::array();
+    if (parsed.ok()) {
+      for (const auto& a : parsed.task->args) {
+        doc["args"].push_back(json{{"key", json_text(a.key)}, {"value", json_text(a.value)}});
+      }
+    }
+    doc["body_size"] = file->body_size;
+    doc["body_preview"] = json_text(file->body_preview);
+    return print_json(doc);
+  }
 
   std::ostringstream out;
   out << "id:         " << escape_bytes(e.id) << '\n';
@@ -144,6 +195,8 @@ int run_show(const queue_target& queue, const std::string& id) {
   out << "modified:   " << format_time(mtime_ns(file->st)) << " (" << relative(mtime_ns(file->st), now) << ")\n";
   if (e.state == task_state::ignored) {
     out << "due:        not offered again until the file changes or the host reloads (no plugin took it)\n";
+  } else if (e.state == task_state::in_flight) {
+    out << "due:        running now (a process holds its lock)\n";
   } else if (e.state != task_state::failed) {
     out << "due:        " << format_time(e.due_ns) << " (" << relative(e.due_ns, now) << ")\n";
   }

@@ -1,6 +1,10 @@
-// spoolctl: argv → the queue it names → one command. Usage mistakes exit 2
-// with the usage on stderr; everything a command finds wrong at run time
-// exits 1 (SPEC §8).
+// spoolctl: argv (parsed by CLI11) → the queue it names → one command.
+// Usage mistakes exit 2 with the usage on stderr; everything a command finds
+// wrong at run time exits 1 (SPEC §8).
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <exception>
@@ -12,6 +16,7 @@
 #include "commands.hpp"
 #include "config.hpp"
 #include "duration.hpp"
+#include "posix.hpp"
 #include "enqueue_task.hpp"
 #include "spool_file.hpp"
 #include "text_format.hpp"
@@ -34,12 +39,20 @@ constexpr const char* k_usage =
     "  show QUEUE ID         args, body size, attempt and error of one task\n"
     "  retry QUEUE (ID | --all)\n"
     "                        move failed tasks back to pending, attempt count reset\n"
-    "  purge QUEUE (--failed | --all)\n"
-    "                        delete failed tasks, or every task (locked ones are skipped)\n"
+    "  purge QUEUE (--failed | --all [--yes])\n"
+    "                        delete failed tasks, or every task (locked ones are skipped);\n"
+    "                        --all asks first on a terminal, and needs --yes without one\n"
+    "  stats [QUEUE]         per queue (every queue of the config without QUEUE): pending,\n"
+    "                        delayed, ignored, failed, in flight, age of the oldest pending\n"
+    "  why QUEUE ID          each try of a task (start, pid, duration, status, error) and\n"
+    "                        when it is due next\n"
+    "  fsck QUEUE [--repair] what should not be in the queue directory, and what --repair\n"
+    "                        does about it; exit 0 clean, 1 something is left\n"
     "\n"
     "options:\n"
     "  -c, --config FILE     the spoold TOML file\n"
     "  --dir DIR             act on DIR instead of a queue of the config file\n"
+    "  --json                ls, show, stats, why and fsck print one JSON document\n"
     "  -h, --help            this text\n"
     "  --                    what follows is key=value even if it starts with -\n"
     "\n"
@@ -49,76 +62,145 @@ struct usage_error {
   std::string message;
 };
 
-struct option_spec {
-  bool takes_value;
-  std::set<std::string> commands;  // empty: any command
+// Every option of every command: CLI11 parses, spoolctl checks counts and
+// combinations itself so that the messages name what was wrong.
+struct parsed_line {
+  CLI::App* command = nullptr;
+  std::string name;                                 // the command's name
+  std::map<std::string, std::vector<std::string>> values;  // long name → values given
+  std::map<std::string, std::size_t> flags;               // long name → times given
+  std::vector<std::string> rest;                    // positionals after the command
 };
 
-const std::map<std::string, option_spec>& option_specs() {
-  static const std::map<std::string, option_spec> specs = {
-      {"--config", {true, {}}},
-      {"--dir", {true, {}}},
-      {"--help", {false, {}}},
-      {"--body", {true, {"enqueue"}}},
-      {"--body-file", {true, {"enqueue"}}},
-      {"--at", {true, {"enqueue"}}},
-      {"--delay", {true, {"enqueue"}}},
-      {"--priority", {true, {"enqueue"}}},
-      {"--no-sync", {false, {"enqueue"}}},
-      {"--create-dir", {false, {"enqueue"}}},
-      {"--all", {false, {"retry", "purge"}}},
-      {"--failed", {false, {"purge"}}},
+const std::map<std::string, std::set<std::string>>& value_options() {
+  // option → the commands that take it (empty: every command)
+  static const std::map<std::string, std::set<std::string>> v = {
+      {"--config", {}},          {"--dir", {}},
+      {"--body", {"enqueue"}},   {"--body-file", {"enqueue"}},
+      {"--at", {"enqueue"}},     {"--delay", {"enqueue"}},
+      {"--priority", {"enqueue"}},
   };
-  return specs;
+  return v;
 }
 
-struct command_line {
-  std::map<std::string, std::string> options;  // long name → value ("" for a flag)
-  std::vector<std::string> positionals;        // the command first
-};
+const std::map<std::string, std::set<std::string>>& flag_options() {
+  static const std::map<std::string, std::set<std::string>> f = {
+      {"--no-sync", {"enqueue"}}, {"--create-dir", {"enqueue"}},
+      {"--all", {"retry", "purge"}}, {"--failed", {"purge"}}, {"--yes", {"purge"}},
+      {"--json", {"ls", "show", "stats", "why", "fsck"}}, {"--repair", {"fsck"}},
+  };
+  return f;
+}
 
-command_line split_argv(int argc, char** argv) {
-  command_line out;
-  bool only_positionals = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (only_positionals || arg.size() < 2 || arg[0] != '-') {
-      out.positionals.push_back(std::move(arg));
-      continue;
+const std::vector<std::string>& command_names() {
+  static const std::vector<std::string> names = {"enqueue", "ls", "show", "retry", "purge", "stats", "why", "fsck"};
+  return names;
+}
+
+std::string option_names(const std::string& long_name) {
+  if (long_name == "--config") return "-c,--config";
+  return long_name;
+}
+
+// An unknown word on the command line, named in the message.
+[[noreturn]] void refuse_extra(const std::string& word, const std::string& command) {
+  if (command.empty() && (word.empty() || word[0] != '-')) {
+    throw usage_error{"unknown command '" + escape_bytes(word) + "'"};
+  }
+  const std::string name = word.substr(0, word.find('='));
+  if (value_options().count(name) != 0 || flag_options().count(name) != 0) {
+    throw usage_error{name + " is not an option of " + (command.empty() ? std::string("this command") : command)};
+  }
+  throw usage_error{"unknown option '" + escape_bytes(word) + "'"};
+}
+
+// One value per occurrence, every occurrence kept so that a repeated option
+// is refused by name; the words after the value are positionals.
+CLI::Option* take_value(CLI::Option* opt) {
+  return opt->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+parsed_line parse_command_line(int argc, char** argv, bool& help) {
+  CLI::App app{"spoolctl"};
+  app.set_help_flag();  // our own usage text, on stdout
+  app.allow_extras();
+  app.fallthrough();    // -c FILE and --dir DIR also after the command
+  // One command: a positional named like a command (a queue "stats") stays a positional.
+  app.require_subcommand(0, 1);
+  auto* help_flag = app.add_flag("-h,--help");
+  help_flag->disable_flag_override();
+  std::map<std::string, std::vector<std::string>> values;
+  std::map<std::string, CLI::Option*> value_opts;
+  for (const auto& [name, commands] : value_options()) {
+    if (!commands.empty()) continue;
+    value_opts[name] = take_value(app.add_option(option_names(name), values[name]));
+  }
+  std::map<std::string, CLI::App*> commands;
+  std::map<std::string, std::vector<std::string>> rests;
+  std::map<std::string, std::map<std::string, CLI::Option*>> flag_opts;
+  for (const auto& command : command_names()) {
+    CLI::App* sub = app.add_subcommand(command);
+    sub->set_help_flag();
+    sub->allow_extras();
+    sub->add_option("args", rests[command])->take_all();
+    for (const auto& [name, allowed] : value_options()) {
+      if (allowed.count(command) == 0) continue;
+      value_opts[command + name] = take_value(sub->add_option(name, values[command + name]));
     }
-    if (arg == "--") {
-      only_positionals = true;
-      continue;
+    for (const auto& [name, allowed] : flag_options()) {
+      if (allowed.count(command) == 0) continue;
+      auto* flag = sub->add_flag(name);
+      flag->disable_flag_override();
+      flag_opts[command][name] = flag;
     }
-    std::string name = arg;
-    std::optional<std::string> value;
-    if (arg == "-c") {
-      name = "--config";
-    } else if (arg == "-h") {
-      name = "--help";
-    } else if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
+    commands[command] = sub;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ArgumentMismatch& e) {
+    const std::string what = e.what();
+    if (what.find("disallowed flag override") != std::string::npos) {
+      throw usage_error{"--" + what.substr(0, what.find(' ')) + " takes no value"};
     }
-    auto spec = option_specs().find(name);
-    if (spec == option_specs().end()) throw usage_error{"unknown option '" + escape_bytes(arg) + "'"};
-    if (spec->second.takes_value && !value) {
-      if (i + 1 >= argc) throw usage_error{name + " needs a value"};
-      value = argv[++i];
-    } else if (!spec->second.takes_value && value) {
-      throw usage_error{name + " takes no value"};
+    throw usage_error{what.substr(0, what.find(':')) + " needs a value"};
+  } catch (const CLI::ParseError& e) {
+    throw usage_error{e.what()};
+  }
+  help = help_flag->count() != 0;
+  parsed_line out;
+  for (auto* sub : app.get_subcommands()) {
+    out.command = sub;
+    out.name = sub->get_name();
+  }
+  if (help) return out;
+  // Extras: words no option or command took, in the order given.
+  // CLI11 keeps the "--" that ends the options among them.
+  for (const auto& word : app.remaining(true)) {
+    if (word != "--") refuse_extra(word, out.name);
+  }
+  for (const auto& [key, opt] : value_opts) {
+    const std::string name = key.substr(key.find("--"));
+    const std::size_t given = opt->count();
+    if (given > 1 || (given == 1 && out.values.count(name) != 0)) throw usage_error{name + " is given twice"};
+    if (given == 1) out.values[name] = values[key];
+  }
+  if (out.command != nullptr) {
+    for (const auto& [name, flag] : flag_opts[out.name]) {
+      if (flag->count() > 1) throw usage_error{name + " is given twice"};
+      if (flag->count() == 1) out.flags[name] = 1;
     }
-    if (out.options.count(name) != 0) throw usage_error{name + " is given twice"};
-    out.options[name] = value.value_or("");
+    out.rest = rests[out.name];
   }
   return out;
 }
 
-std::optional<std::string> option(const command_line& cl, const std::string& name) {
-  auto it = cl.options.find(name);
-  if (it == cl.options.end()) return std::nullopt;
-  return it->second;
+std::optional<std::string> option(const parsed_line& cl, const std::string& name) {
+  auto it = cl.values.find(name);
+  if (it == cl.values.end() || it->second.empty()) return std::nullopt;
+  return it->second.front();
 }
+
+bool flag(const parsed_line& cl, const std::string& name) { return cl.flags.count(name) != 0; }
 
 // Unix seconds with up to 9 decimals, exactly: "1700000000.25".
 std::int64_t parse_at(const std::string& text) {
@@ -155,7 +237,7 @@ owned_arg parse_key_value(const std::string& text, bool with_dir) {
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
-enqueue_options parse_enqueue(const command_line& cl, const std::vector<std::string>& rest, bool with_dir) {
+enqueue_options parse_enqueue(const parsed_line& cl, const std::vector<std::string>& rest, bool with_dir) {
   enqueue_options o;
   for (const auto& kv : rest) o.args.push_back(parse_key_value(kv, with_dir));
   o.body = option(cl, "--body");
@@ -179,10 +261,10 @@ enqueue_options parse_enqueue(const command_line& cl, const std::vector<std::str
     }
     o.priority = static_cast<unsigned>(std::stoul(*p));
   }
-  o.sync = !option(cl, "--no-sync").has_value();
+  o.sync = !flag(cl, "--no-sync");
   // A queue of the config file is created as configured, as the host
   // creates it; a --dir path may be a typo, so only on request.
-  const bool create_dir = option(cl, "--create-dir").has_value();
+  const bool create_dir = flag(cl, "--create-dir");
   if (create_dir && !with_dir) {
     throw usage_error{"--create-dir goes with --dir DIR; a queue of the config file is created when missing"};
   }
@@ -195,6 +277,10 @@ enqueue_options parse_enqueue(const command_line& cl, const std::vector<std::str
 struct config_error {
   std::string message;
 };
+
+queue_target target_of(const queue_config& q) {
+  return {"queue '" + q.name + "' (" + q.dir + ")", q.name, q.dir, q.file_mode, q.dir_mode};
+}
 
 queue_target resolve_queue(const std::string& config_file, const std::string& name) {
   config_load loaded = load_config(config_file, false);
@@ -209,36 +295,44 @@ queue_target resolve_queue(const std::string& config_file, const std::string& na
     for (const auto& each : loaded.value.queues) known += (known.empty() ? "" : ", ") + each.name;
     throw config_error{"no queue '" + escape_bytes(name) + "' in " + config_file + ": the queues are " + known};
   }
-  return {"queue '" + q->name + "' (" + q->dir + ")", q->dir, q->file_mode, q->dir_mode};
+  return target_of(*q);
+}
+
+// Every queue of the config file, for stats without QUEUE.
+std::vector<queue_target> all_queues(const std::string& config_file) {
+  config_load loaded = load_config(config_file, false);
+  if (!loaded.ok()) {
+    std::string text = config_file + " is not valid:";
+    for (const auto& p : loaded.problems) text += "\n  " + p;
+    throw config_error{text};
+  }
+  std::vector<queue_target> out;
+  for (const auto& q : loaded.value.queues) out.push_back(target_of(q));
+  return out;
 }
 
 int run(int argc, char** argv) {
-  const command_line cl = split_argv(argc, argv);
-  if (cl.options.count("--help") != 0) {
+  bool help = false;
+  const parsed_line cl = parse_command_line(argc, argv, help);
+  if (help) {
     std::cout << k_usage << std::flush;
     return std::cout ? exit_ok : exit_failure;
   }
-  if (cl.positionals.empty()) throw usage_error{"no command given"};
-  const std::string& command = cl.positionals[0];
-  static const std::set<std::string> commands = {"enqueue", "ls", "show", "retry", "purge"};
-  if (commands.count(command) == 0) throw usage_error{"unknown command '" + escape_bytes(command) + "'"};
-  for (const auto& [name, value] : cl.options) {
-    const auto& allowed = option_specs().at(name).commands;
-    if (!allowed.empty() && allowed.count(command) == 0) {
-      throw usage_error{name + " is not an option of " + command};
-    }
-  }
+  if (cl.command == nullptr) throw usage_error{"no command given"};
+  const std::string& command = cl.name;
 
   const auto config_file = option(cl, "--config");
   const auto dir = option(cl, "--dir");
   if (config_file && dir) throw usage_error{"give -c FILE QUEUE or --dir DIR, not both"};
   if (!config_file && !dir) throw usage_error{command + " needs -c FILE QUEUE or --dir DIR"};
-  std::vector<std::string> rest(cl.positionals.begin() + 1, cl.positionals.end());
+  std::vector<std::string> rest = cl.rest;
   std::optional<std::string> queue_name;
   if (config_file) {
-    if (rest.empty()) throw usage_error{command + " needs a QUEUE after -c FILE"};
-    queue_name = rest.front();
-    rest.erase(rest.begin());
+    if (rest.empty() && command != "stats") throw usage_error{command + " needs a QUEUE after -c FILE"};
+    if (!rest.empty()) {
+      queue_name = rest.front();
+      rest.erase(rest.begin());
+    }
   } else if (dir->empty()) {
     throw usage_error{"--dir needs a directory"};
   }
@@ -252,12 +346,15 @@ int run(int argc, char** argv) {
   };
   std::optional<enqueue_options> enqueue;
   std::string id;
-  bool all = option(cl, "--all").has_value();
+  const bool all = flag(cl, "--all");
+  const bool json = flag(cl, "--json");
   if (command == "enqueue") {
     enqueue = parse_enqueue(cl, rest, dir.has_value());
-  } else if (command == "ls") {
+  } else if (command == "ls" || command == "stats") {
     expect_count(0, "no argument after the queue");
-  } else if (command == "show") {
+  } else if (command == "fsck") {
+    expect_count(0, "no argument after the queue besides --repair");
+  } else if (command == "show" || command == "why") {
     expect_count(1, "one task ID");
     id = rest[0];
   } else if (command == "retry") {
@@ -268,8 +365,9 @@ int run(int argc, char** argv) {
       id = rest[0];
     }
   } else {
-    const bool failed = option(cl, "--failed").has_value();
+    const bool failed = flag(cl, "--failed");
     if (all == failed) throw usage_error{"purge takes either --failed or --all"};
+    if (failed && flag(cl, "--yes")) throw usage_error{"--yes goes with purge --all; purge --failed does not ask"};
     expect_count(0, "no argument besides --failed or --all");
   }
   if (!id.empty() && !is_task_name(id)) {
@@ -277,13 +375,26 @@ int run(int argc, char** argv) {
                       " and contain no '/' (see spoolctl ls)"};
   }
 
-  const queue_target queue =
-      config_file ? resolve_queue(*config_file, *queue_name) : queue_target{"directory " + *dir, *dir, 0600, 0700};
+  if (command == "stats" && config_file && !queue_name) return run_stats(all_queues(*config_file), json);
+  const queue_target queue = config_file ? resolve_queue(*config_file, *queue_name)
+                                         : queue_target{"directory " + *dir, "", *dir, 0600, 0700};
+  if (dir && (command == "stats" || command == "why" || command == "fsck")) {
+    struct stat st {};
+    const int rc = ::stat(dir->c_str(), &st);
+    const int err = errno;
+    if (rc != 0 || !S_ISDIR(st.st_mode)) {
+      throw config_error{"no queue directory " + escape_bytes(*dir) + ": " +
+                         (rc != 0 ? errno_text(err) : std::string("not a directory"))};
+    }
+  }
   if (command == "enqueue") return run_enqueue(queue, *enqueue);
-  if (command == "ls") return run_ls(queue);
-  if (command == "show") return run_show(queue, id);
+  if (command == "ls") return run_ls(queue, json);
+  if (command == "show") return run_show(queue, id, json);
   if (command == "retry") return run_retry(queue, id);
-  return run_purge(queue, all);
+  if (command == "stats") return run_stats({queue}, json);
+  if (command == "why") return run_why(queue, id, json);
+  if (command == "fsck") return run_fsck(queue, flag(cl, "--repair"), json);
+  return run_purge(queue, all, flag(cl, "--yes"));
 }
 
 }  // namespace

@@ -80,6 +80,8 @@ std::optional<queue_entry> describe(scan_context& ctx, int dirfd, const std::str
     if (fd.err().code != ENOENT) ctx.out->skipped.push_back(fd.err().message);
     return std::nullopt;
   }
+  auto locked = held_by_another(fd->get(), path);
+  if (!locked) ctx.out->skipped.push_back(locked.err().message);
   auto file = read_task_head(fd->get(), path, 0);
   if (!file) {
     ctx.out->skipped.push_back(file.err().message);
@@ -120,8 +122,11 @@ std::optional<queue_entry> describe(scan_context& ctx, int dirfd, const std::str
       e.error = "(cannot read " + note + ": " + text.err().message + ")";
     }
   }
+  e.locked = locked && *locked;
   if (subdir == k_failed_dir) {
     e.state = task_state::failed;
+  } else if (e.locked) {
+    e.state = task_state::in_flight;
   } else if (auto it = ctx.ignored.find(subdir.empty() ? name : subdir + "/" + name);
              it != ctx.ignored.end() &&
              it->second == std::make_tuple(static_cast<std::uint64_t>(file->st.st_ino), e.mtime_ns,
@@ -167,6 +172,9 @@ result<void> scan_subdir(scan_context& ctx, int queue_fd, const std::string& sub
 bool runs_before(const queue_entry& a, const queue_entry& b) {
   if (a.state != b.state) return a.state < b.state;
   switch (a.state) {
+    case task_state::in_flight:
+      if (a.mtime_ns != b.mtime_ns) return a.mtime_ns < b.mtime_ns;
+      break;
     case task_state::pending: {
       const auto pa = a.priority.value_or(~0u);
       const auto pb = b.priority.value_or(~0u);
@@ -195,6 +203,7 @@ bool runs_before(const queue_entry& a, const queue_entry& b) {
 
 const char* state_name(task_state state) {
   switch (state) {
+    case task_state::in_flight: return "in_flight";
     case task_state::pending: return "pending";
     case task_state::delayed: return "delayed";
     case task_state::ignored: return "ignored";

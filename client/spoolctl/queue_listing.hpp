@@ -21,9 +21,12 @@ inline constexpr std::string_view k_note_suffix = ".error";
 // written by a producer that creates, then fills, its file (uWSGI).
 inline constexpr std::int64_t k_write_grace_ns = 10'000'000'000;
 
+// in_flight: locked by a process handling it now (a pending, delayed or
+// ignored task under a lock; a failed one stays failed).
 // ignored: no plugin of the running host took it (SPEC §4); it waits for a
 // change of the file or a reload, listed in the queue's .spoold-ignored.
-enum class task_state { pending, delayed, ignored, failed };
+enum class task_state { in_flight, pending, delayed, ignored, failed };
+inline constexpr std::size_t k_task_states = 5;
 const char* state_name(task_state state);
 
 struct queue_entry {
@@ -41,6 +44,7 @@ struct queue_entry {
   std::optional<std::string> error;  // spoold.error, or the text of failed/<id>.error
   std::optional<std::int64_t> failed_at;  // spoold.failed_at, unix seconds
   bool has_note = false;             // failed/<id>.error is beside it
+  bool locked = false;               // another process holds its lock now
 };
 
 struct queue_listing {

@@ -3,11 +3,13 @@
 // is handling, and both check after locking that the name still points at
 // the file they locked.
 #include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <iostream>
 #include <set>
+#include <string>
 
 #include "commands.hpp"
 #include "dir_entries.hpp"
@@ -290,7 +292,29 @@ int run_retry(const queue_target& queue, const std::string& id) {
   return counts.failed > 0 || !std::cout ? exit_failure : exit_ok;
 }
 
-int run_purge(const queue_target& queue, bool everything) {
+int run_purge(const queue_target& queue, bool everything, bool yes) {
+  if (everything && !yes) {
+    if (::isatty(STDIN_FILENO) == 0) {
+      report("purge --all deletes every task of " + queue.label +
+             ": give --yes to confirm (standard input is not a terminal, so spoolctl cannot ask)");
+      return exit_usage;
+    }
+    auto listing = list_queue(queue.dir, now_ns());
+    if (!listing) {
+      report(listing.err().message);
+      return exit_failure;
+    }
+    std::size_t failed = 0;
+    for (const auto& e : listing->entries) failed += e.state == task_state::failed ? 1 : 0;
+    std::cerr << "delete every task of " << queue.label << ": " << listing->entries.size() - failed
+              << " pending, delayed or ignored and " << failed << " failed? [y/N] " << std::flush;
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "y" && answer != "Y" && answer != "yes") {
+      report("nothing purged: not confirmed");
+      return exit_failure;
+    }
+  }
   auto queue_fd = open_queue_dir(queue.dir);
   if (!queue_fd) {
     if (queue_fd.err().code == ENOENT) {

@@ -31,6 +31,17 @@ result<unique_fd> open_task_file(int dirfd, const std::string& name, const std::
   return std::move(*fd);
 }
 
+result<bool> held_by_another(int fd, const std::string& path) {
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = 0;
+  probe.l_len = 0;
+  probe.l_pid = 0;
+  if (::fcntl(fd, F_OFD_GETLK, &probe) != 0) return io_error("probe the lock of " + path, errno);
+  return probe.l_type != F_UNLCK;
+}
+
 result<task_file> read_task_head(int fd, const std::string& path, std::size_t preview_bytes) {
   task_file out;
   auto st = fstat_fd(fd, path);

@@ -31,6 +31,12 @@ struct task_file {
 // Reads the head of an open task file and up to preview_bytes of its body.
 result<task_file> read_task_head(int fd, const std::string& path, std::size_t preview_bytes);
 
+// True when another process holds a lock on the open file that conflicts
+// with a whole-file write lock: a spooler (OFD lock) or a uWSGI spooler or
+// spoolctl (POSIX lock) is handling it right now. Takes no lock itself
+// (F_OFD_GETLK), so it works on a read-only descriptor.
+result<bool> held_by_another(int fd, const std::string& path);
+
 // Reads a whole regular file of at most max_bytes (a task being rewritten).
 result<std::string> read_whole_file(int fd, const std::string& path, std::uint64_t max_bytes);
 

@@ -390,7 +390,7 @@ class SpoolctlTest(unittest.TestCase):
         fd = os.open(locked_path, os.O_RDWR)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            out = self.run_ctl("-c", self.config, "purge", "mail", "--all")
+            out = self.run_ctl("-c", self.config, "purge", "mail", "--all", "--yes")
         finally:
             os.close(fd)
         self.assertEqual(out.returncode, 0, out.stderr)
@@ -406,7 +406,7 @@ class SpoolctlTest(unittest.TestCase):
         self.assertIn("1 pending, 0 delayed, 0 failed", self.ok("-c", self.config, "ls", "mail"))
 
     def test_purge_missing_queue_is_fine(self):
-        self.assertIn("nothing to purge", self.ok("-c", self.config, "purge", "mail", "--all"))
+        self.assertIn("nothing to purge", self.ok("-c", self.config, "purge", "mail", "--all", "--yes"))
 
     def test_enqueue_dir_refuses_a_missing_directory_unless_create_dir(self):
         typo = os.path.join(self.tmp, "spool", "mial")
