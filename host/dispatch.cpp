@@ -66,11 +66,9 @@ bool dispatcher::dispatch(std::vector<std::unique_ptr<queue_runtime>>& queues, s
         spdlog::trace("queue {}: #{} {} -> spooler {}", q->cfg.name, seq_, best->in_hand.back().task, best->pid);
       }
       if (message.empty()) break;
-      ssize_t sent = -1;
-      do {
-        sent = ::send(best->sock.get(), message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      } while (sent < 0 && errno == EINTR);
-      if (sent < 0) {
+      if (auto sent = send_message(best->sock.get(), message.data(), message.size(), MSG_DONTWAIT, "a spooler");
+          !sent) {
+        spdlog::warn("queue {}: spooler {}: {}: it is replaced", q->cfg.name, best->pid, sent.err().message);
         // A spooler we cannot talk to is replaced; its batch goes back
         // (a debt stays with its task in the index).
         while (best->in_hand.size() > first) {

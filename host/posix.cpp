@@ -1,6 +1,8 @@
 #include "posix.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -275,6 +277,33 @@ result<bool> try_lock_file(int fd, const std::string& what) {
   if (checked(syscall_id::lock, [&] { return ::fcntl(fd, F_OFD_SETLK, &fl); }) == 0) return true;
   if (errno == EAGAIN || errno == EACCES) return false;
   return io_error("lock " + what, errno);
+}
+
+result<pid_t> fork_process(const std::string& what) {
+  const pid_t pid = checked(syscall_id::fork, [] { return ::fork(); });
+  if (pid < 0) return io_error("fork " + what, errno);
+  return pid;
+}
+
+result<void> kill_process(pid_t pid, int sig, const std::string& what) {
+  if (checked(syscall_id::kill, [&] { return ::kill(pid, sig); }) != 0 && errno != ESRCH) {
+    return io_error("kill " + what + " (pid " + std::to_string(pid) + ")", errno);
+  }
+  return {};
+}
+
+result<std::pair<unique_fd, unique_fd>> make_socketpair(int type, const std::string& what) {
+  int sv[2];
+  if (checked(syscall_id::socketpair, [&] { return ::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv); }) != 0) {
+    return io_error("socketpair for " + what, errno);
+  }
+  return std::make_pair(unique_fd(sv[0]), unique_fd(sv[1]));
+}
+
+result<void> send_message(int fd, const void* data, std::size_t size, int flags, const std::string& what) {
+  const ssize_t n = checked(syscall_id::send, [&] { return ::send(fd, data, size, flags | MSG_NOSIGNAL); });
+  if (n < 0) return io_error("send to " + what, errno);
+  return {};
 }
 
 result<void> make_dirs(const std::string& path, mode_t mode) {

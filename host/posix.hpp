@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <iterator>
+#include <utility>
 #include <string>
 #include <string_view>
 
@@ -25,9 +26,14 @@
 namespace spoold {
 
 // The calls the seam wraps, by the names SPOOLD_FAULT_INJECT uses.
-enum class syscall_id { open, stat, read, write, fsync, rename, unlink, mkdir, utimens, lock, chmod, count_ };
-inline constexpr const char* k_syscall_names[] = {"open",   "stat",  "read",    "write", "fsync", "rename",
-                                                  "unlink", "mkdir", "utimens", "lock",  "chmod"};
+enum class syscall_id {
+  open, stat, read, write, fsync, rename, unlink, mkdir, utimens, lock, chmod,  // a task's file
+  fork, kill, socketpair, send,                                                 // its processes
+  count_
+};
+inline constexpr const char* k_syscall_names[] = {"open",  "stat",  "read",    "write", "fsync", "rename",
+                                                  "unlink", "mkdir", "utimens", "lock", "chmod", "fork",
+                                                  "kill",  "socketpair", "send"};
 static_assert(std::size(k_syscall_names) == static_cast<std::size_t>(syscall_id::count_));
 
 // True when this binary was built with SPOOLD_FAULT_INJECTION.
@@ -105,6 +111,16 @@ result<void> set_mtime(int fd, std::int64_t when_ns, const std::string& what);
 // released when another descriptor of the same file is closed.
 // Returns false when someone else holds a conflicting lock.
 result<bool> try_lock_file(int fd, const std::string& what);
+
+// fork(): the child's pid in the parent, 0 in the child.
+result<pid_t> fork_process(const std::string& what);
+// kill(); a process already gone (ESRCH) is not an error.
+result<void> kill_process(pid_t pid, int sig, const std::string& what);
+// A connected pair of close-on-exec AF_UNIX sockets of type (SOCK_SEQPACKET...).
+result<std::pair<unique_fd, unique_fd>> make_socketpair(int type, const std::string& what);
+// send() of one message, MSG_NOSIGNAL added; EAGAIN comes back as an error
+// with that code when flags hold MSG_DONTWAIT and the peer's queue is full.
+result<void> send_message(int fd, const void* data, std::size_t size, int flags, const std::string& what);
 
 // Creates dir and its parents with exactly mode (whatever the umask) for the
 // ones it creates.

@@ -112,7 +112,10 @@ class spooler {
     chain_text_ = chain_names();
     // Ready: the master names tasks only to spoolers whose init() returned.
     const report ready{k_ready_seq, outcome::done, 0, {}, -1};
-    if (::send(socket_, &ready, sizeof(ready), MSG_NOSIGNAL) < 0) return k_spooler_exit_socket;
+    if (auto sent = send_message(socket_, &ready, sizeof(ready), 0, "the master"); !sent) {
+      spdlog::error("spooler for queue {}: {}", queue_.name, sent.err().message);
+      return k_spooler_exit_socket;
+    }
     spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_text_);
     std::vector<char> buf(k_max_message);
     std::deque<assignment> todo;
@@ -165,15 +168,13 @@ class spooler {
   // Sends the waiting outcomes in one message; false when the master is gone.
   bool flush(std::vector<report>& done) {
     if (done.empty()) return true;
-    ssize_t n = -1;
-    do {
-      n = ::send(socket_, done.data(), done.size() * sizeof(report), MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);  // SIGTERM interrupts: the master is still there
+    // EINTR (a SIGTERM) is retried in the seam: the master is still there.
+    auto sent = send_message(socket_, done.data(), done.size() * sizeof(report), 0, "the master");
     done.clear();
-    if (n < 0 && errno != EPIPE && errno != ECONNRESET) {
-      spdlog::error("spooler for queue {}: send to the master: {}", queue_.name, errno_text(errno));
+    if (!sent && sent.err().code != EPIPE && sent.err().code != ECONNRESET) {
+      spdlog::error("spooler for queue {}: {}", queue_.name, sent.err().message);
     }
-    return n >= 0;
+    return sent.ok();
   }
 
   int load_chain() {

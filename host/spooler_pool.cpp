@@ -54,25 +54,26 @@ void spooler_pool::spawn_missing(std::vector<std::unique_ptr<queue_runtime>>& qu
 }
 
 bool spooler_pool::spawn(queue_runtime& q, const host_config& host) {
-  const auto fail = [&](const std::string& what) {
-    spdlog::error("queue {}: {}", q.cfg.name, io_error(what, errno).message);
+  const auto fail = [&](const std::string& message) {
+    spdlog::error("queue {}: {}: next try in 1s", q.cfg.name, message);
     q.respawn_at = monotonic_ns() + 1000 * k_ms;
     return false;
   };
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return fail("socketpair for a spooler");
-  unique_fd ours(sv[0]);
-  unique_fd theirs(sv[1]);
+  auto pair = make_socketpair(SOCK_SEQPACKET, "a spooler of queue " + q.cfg.name);
+  if (!pair) return fail(pair.err().message);
+  unique_fd ours = std::move(pair->first);
+  unique_fd theirs = std::move(pair->second);
   void* mem = ::mmap(nullptr, sizeof(spooler_slot), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return fail("mmap a spooler slot");
+  if (mem == MAP_FAILED) return fail(io_error("mmap a spooler slot", errno).message);
   auto* slot = new (mem) spooler_slot();
   const pid_t master = ::getpid();
   spdlog::default_logger()->flush();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
+  auto forked = fork_process("a spooler");
+  if (!forked) {
     ::munmap(mem, sizeof(spooler_slot));
-    return fail("fork a spooler");
+    return fail(forked.err().message);
   }
+  const pid_t pid = *forked;
   if (pid == 0) {
     // Keep only stdio and our end of the socket: a spooler holding other
     // spoolers' sockets would keep them from seeing the master go.
@@ -117,7 +118,9 @@ void spooler_pool::retire_all() {
 void spooler_pool::kill_all_for_shutdown() {
   for (auto& [pid, p] : procs_) {
     p->killed_for_shutdown = true;
-    ::kill(pid, SIGKILL);
+    if (auto killed = kill_process(pid, SIGKILL, "a spooler at shutdown_grace"); !killed) {
+      spdlog::error("{}", killed.err().message);
+    }
   }
 }
 
@@ -230,8 +233,12 @@ void spooler_pool::enforce_timeouts() {
     if (!p->ready && init_timeout > 0 && mono - p->started >= init_timeout) {
       spdlog::warn("spooler {} (queue {}) is still in init() of plugin '{}' after {} (init_timeout): killing it", pid,
                    p->queue->cfg.name, plugin_in_init(*p), format_duration(p->queue->cfg.init_timeout));
-      p->init_timed_out = true;
-      ::kill(pid, SIGKILL);
+      // Marked only once the signal is sent: a failed kill is tried again.
+      if (auto killed = kill_process(pid, SIGKILL, "a spooler stuck in init()"); !killed) {
+        spdlog::error("{}", killed.err().message);
+      } else {
+        p->init_timed_out = true;
+      }
       continue;
     }
     const auto timeout = to_ns(p->queue->cfg.timeout);
@@ -243,8 +250,11 @@ void spooler_pool::enforce_timeouts() {
     }
     spdlog::warn("spooler {} (queue {}) has run task {} past its timeout of {}: killing it", pid, p->queue->cfg.name,
                  task, format_duration(p->queue->cfg.timeout));
-    p->timed_out = true;
-    ::kill(pid, SIGKILL);
+    if (auto killed = kill_process(pid, SIGKILL, "a spooler past its task's timeout"); !killed) {
+      spdlog::error("{}", killed.err().message);
+    } else {
+      p->timed_out = true;
+    }
   }
 }
 
