@@ -181,7 +181,7 @@ void log_event(spdlog::level::level_enum level, const log_fields& f, std::string
     if (!message.empty()) {
       text.append(message);
     } else {
-      fmt::format_to(std::back_inserter(text), "task {}", f.status.empty() ? "done" : f.status);
+      fmt::format_to(std::back_inserter(text), "task{}{}", f.status.empty() ? "" : " ", f.status);
     }
     fields_in_scope scope(&f, nullptr);
     logger->log(level, std::string_view(text.data(), text.size()));
