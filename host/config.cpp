@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -102,6 +103,46 @@ struct reader {
     out = static_cast<unsigned>(v);
   }
 
+  void read_size(const toml::table& t, const char* key, const std::string& section, std::uint64_t& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    std::optional<std::uint64_t> v;
+    std::string shown;
+    if (n->is_integer()) {
+      const std::int64_t i = n->as_integer()->get();
+      if (i >= 0) v = static_cast<std::uint64_t>(i);
+      shown = std::to_string(i);
+    } else if (auto s = n->value<std::string>(); s && n->is_string()) {
+      v = parse_size(*s);
+      shown = "\"" + *s + "\"";
+    } else {
+      shown = type_name(*n);
+    }
+    if (!v) {
+      problem(n->source(), section + "." + key + " = " + shown +
+                               " is not a size: write a whole number of bytes with an optional K, M, G or T, such as \"512M\", "
+                               "or \"0\" for no limit");
+      return;
+    }
+    out = *v;
+  }
+
+  void read_nice(const toml::table& t, const char* key, const std::string& section, std::optional<int>& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    if (!n->is_integer()) {
+      problem(n->source(), section + "." + key + " must be an integer from -20 to 19, not " + type_name(*n));
+      return;
+    }
+    const std::int64_t v = n->as_integer()->get();
+    if (v < -20 || v > 19) {
+      problem(n->source(), section + "." + key + " is " + std::to_string(v) +
+                               ", expected -20 (most favoured) to 19 (least favoured)");
+      return;
+    }
+    out = static_cast<int>(v);
+  }
+
   static std::string type_name(const toml::node& n) {
     switch (n.type()) {
       case toml::node_type::table: return "a table";
@@ -120,7 +161,7 @@ struct reader {
 
 const std::set<std::string> k_queue_settings = {"processes", "max_attempts", "backoff",  "backoff_max",
                                                 "timeout",   "init_timeout", "max_tasks", "dir_mode",
-                                                "file_mode"};
+                                                "file_mode", "max_rss",      "nice"};
 
 void read_queue_settings(reader& r, const toml::table& t, const std::string& section, queue_config& q) {
   r.read_unsigned(t, "processes", section, q.processes, 1, 1024);
@@ -130,6 +171,8 @@ void read_queue_settings(reader& r, const toml::table& t, const std::string& sec
   r.read_duration(t, "timeout", section, q.timeout);
   r.read_duration(t, "init_timeout", section, q.init_timeout);
   r.read_unsigned(t, "max_tasks", section, q.max_tasks, 0, 1000000000);
+  r.read_size(t, "max_rss", section, q.max_rss);
+  r.read_nice(t, "nice", section, q.nice);
   r.read_mode(t, "dir_mode", section, q.dir_mode);
   r.read_mode(t, "file_mode", section, q.file_mode);
 }
@@ -184,6 +227,29 @@ const queue_config* config::find_queue(const std::string& name) const {
     if (q.name == name) return &q;
   }
   return nullptr;
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  std::uint64_t value = 0;
+  std::size_t i = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    const std::uint64_t digit = static_cast<std::uint64_t>(text[i] - '0');
+    if (value > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  if (i == 0) return std::nullopt;
+  if (i == text.size()) return value;
+  if (i + 1 != text.size()) return std::nullopt;
+  unsigned shift = 0;
+  switch (text[i]) {
+    case 'K': case 'k': shift = 10; break;
+    case 'M': case 'm': shift = 20; break;
+    case 'G': case 'g': shift = 30; break;
+    case 'T': case 't': shift = 40; break;
+    default: return std::nullopt;
+  }
+  if (value > (std::numeric_limits<std::uint64_t>::max() >> shift)) return std::nullopt;
+  return value << shift;
 }
 
 std::string plugin_path(const host_config& host, const std::string& plugin) {

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "duration.hpp"
@@ -30,6 +32,12 @@ struct queue_config {
   // killed (a database that does not answer); 0 = no limit.
   duration init_timeout{30 * 1000};
   unsigned max_tasks = 0;
+  // A spooler whose resident set passed this many bytes after a task
+  // exits and is replaced; 0 = never.
+  std::uint64_t max_rss = 0;
+  // The niceness (-20..19) the queue's spoolers set at start; unset, they
+  // keep the master's.
+  std::optional<int> nice;
   unsigned dir_mode = 0700;
   unsigned file_mode = 0600;
   std::vector<option_entry> options;
@@ -67,6 +75,10 @@ struct config_load {
 // Reads and validates path. When check_plugins is set, a plugin whose file
 // lib<name>.so is not in plugin_dir is a problem.
 config_load load_config(const std::string& path, bool check_plugins = true);
+
+// A size such as "512M": a whole number with an optional K, M, G or T
+// (powers of 1024), or bytes; nullopt when text is not one.
+std::optional<std::uint64_t> parse_size(std::string_view text);
 
 // The file of a plugin by name: <plugin_dir>/lib<name>.so.
 std::string plugin_path(const host_config& host, const std::string& plugin);

@@ -12,6 +12,7 @@
 #include "dispatch.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
+#include "notify.hpp"
 #include "queue_runtime.hpp"
 #include "reload.hpp"
 #include "signals.hpp"
@@ -38,6 +39,7 @@ class master {
     next_rescan_ = rescan_period() > 0 ? monotonic_ns() + rescan_period() : k_never;
     for (;;) {
       if (!stopping_) pool_->spawn_missing(queues_, cfg_.host);
+      notifier_.on_turn(queues_, *pool_);
       // New names are read on every turn (a cheap non-blocking read), but
       // inotify wakes the master only when a spooler has room and nothing
       // is due: while a backlog drains, the events of the spoolers' own
@@ -121,6 +123,7 @@ class master {
     if (reload_) wake = std::min(wake, reload_->check.deadline());
     if (stopping_) wake = std::min(wake, shutdown_deadline_);
     if (metrics_) wake = std::min(wake, metrics_->next_deadline());
+    wake = std::min(wake, notifier_.next_deadline());
     return wake;
   }
 
@@ -185,6 +188,7 @@ class master {
       return;
     }
     stopping_ = true;
+    notifier_.on_stopping();
     if (reload_) reload_->check.kill_it();
     shutdown_deadline_ = monotonic_ns() + to_ns(cfg_.host.shutdown_grace);
     std::size_t busy = 0;
@@ -210,7 +214,9 @@ class master {
       reload_->again = true;  // the file changed again while being checked
       return;
     }
+    notifier_.on_reloading();
     reload_ = begin_reload(cfg_.path);
+    if (!reload_) notifier_.on_reload_refused();
     if (reload_ && !watch(reload_->check.fd())) reload_->check_output_ended = true;
   }
 
@@ -231,6 +237,7 @@ class master {
     } else if (!problems.empty()) {
       for (const auto& p : problems) spdlog::error("reload refused: {}", p);
       spdlog::error("reload refused: the running configuration stays in force");
+      notifier_.on_reload_refused();
     } else {
       const std::string metrics = cfg_.host.metrics;
       apply_reload(cfg_, std::move(done->next), queues_, *pool_, inotify_.get());
@@ -239,6 +246,7 @@ class master {
                      cfg_.host.metrics);
         cfg_.host.metrics = metrics;
       }
+      notifier_.on_reload_applied();
       next_rescan_ = rescan_period() > 0 ? monotonic_ns() + rescan_period() : k_never;
     }
     if (done->again && !stopping_) on_reload_requested();
@@ -250,10 +258,14 @@ class master {
     for (auto& q : queues_) {
       const auto c = q->index->count();
       const auto [alive, ready] = pool_->count(q.get());
-      spdlog::info("status queue={} pending={}{} delayed={} ignored={} failed={} in_flight={} spoolers={} ready={} "
-                   "restarts={}{}",
-                   q->cfg.name, c.pending, c.complete ? "" : "+", c.delayed, c.ignored, q->dir->count_failed(),
-                   c.in_flight, alive, ready, q->restarts, q->retired ? " (retired by a reload)" : "");
+      status_counts line;
+      line.queue = q->cfg.name;
+      line.counts = {{"pending", c.pending},         {"delayed", c.delayed},     {"ignored", c.ignored},
+                     {"failed", q->dir->count_failed()}, {"in_flight", c.in_flight}, {"spoolers", alive},
+                     {"ready", ready},                  {"restarts", q->restarts}};
+      line.pending_complete = c.complete;
+      line.note = q->retired ? "(retired by a reload)" : "";
+      log_status_line(line);
     }
   }
 
@@ -274,6 +286,7 @@ class master {
       force_stop("shutdown_grace of " + format_duration(cfg_.host.shutdown_grace) + " passed");
     }
     drop_retired_queues();
+    notifier_.on_timer(queues_, *pool_);
   }
 
   // Removed from the epoll set, not just masked: a masked fd still leaves a
@@ -335,6 +348,7 @@ class master {
   dispatcher dispatcher_;
   std::unique_ptr<pending_reload> reload_;
   std::unique_ptr<metrics_publisher> metrics_;
+  service_notifier notifier_;
   unsigned stops_seen_ = 0;
   bool stopping_ = false;
   bool inotify_armed_ = true;

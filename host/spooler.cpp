@@ -2,11 +2,13 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <deque>
+#include <fstream>
 #include <memory>
 #include <vector>
 
@@ -43,8 +45,25 @@ void reset_process_state(pid_t master_pid) {
   sa.sa_flags = 0;  // no SA_RESTART: a blocked recv() returns EINTR
   ::sigaction(SIGTERM, &sa, nullptr);
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // systemd's notifications and watchdog are the master's: a plugin, or a
+  // command it runs, must not speak for the service.
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  ::unsetenv("WATCHDOG_PID");
   if (::getppid() != master_pid) ::_exit(k_spooler_exit_ok);  // the master died before prctl
 }
+
+// This process's resident set in bytes (/proc/self/statm); nullopt when
+// it cannot be read.
+std::optional<std::uint64_t> resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0;
+  std::uint64_t resident = 0;
+  if (!(statm >> size >> resident)) return std::nullopt;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+std::string mib_text(std::uint64_t bytes) { return fmt::format("{:.1f}MiB", static_cast<double>(bytes) / (1 << 20)); }
 
 struct plugin_log_context {
   std::string plugin;
@@ -58,7 +77,7 @@ void plugin_log(void* context, std::int32_t level, const char* message, std::siz
                    : level == SPOOLD_LOG_WARN ? spdlog::level::warn
                    : level == SPOOLD_LOG_INFO ? spdlog::level::info
                                               : spdlog::level::debug;
-  spdlog::log(lvl, "plugin {} queue={}: {}", c->plugin, c->queue, text);
+  log_event(lvl, log_fields::about_task("", c->queue).with_plugin(c->plugin), text);
 }
 
 const char* status_name(std::int32_t s) {
@@ -71,30 +90,21 @@ const char* status_name(std::int32_t s) {
   }
 }
 
-// A duration for a log line, formatted only if the line is written.
-struct ms_text {
-  std::int64_t ns;
-};
-}  // namespace
-}  // namespace spoold
-
-template <>
-struct fmt::formatter<spoold::ms_text> : fmt::formatter<double> {
-  template <class Context>
-  auto format(spoold::ms_text d, Context& ctx) const {
-    return fmt::format_to(ctx.out(), "{:.1f}ms", static_cast<double>(d.ns) / 1e6);
-  }
-};
-
-namespace spoold {
-namespace {
-
 class spooler {
  public:
   spooler(const host_config& host, const queue_config& queue, int socket_fd, spooler_slot* slot)
       : host_(host), queue_(queue), socket_(socket_fd), slot_(slot) {}
 
   int run() {
+    // Before the plugins load: their init() runs at the queue's niceness too.
+    if (queue_.nice && ::setpriority(PRIO_PROCESS, 0, *queue_.nice) != 0) {
+      const int err = errno;
+      spdlog::error("spooler for queue {}: cannot set nice = {}: {}{}", queue_.name, *queue_.nice, errno_text(err),
+                    err == EACCES || err == EPERM
+                        ? " (a niceness below the master's needs CAP_SYS_NICE: run as root, or raise LimitNICE= in the unit)"
+                        : "");
+      return k_spooler_exit_nice;
+    }
     if (!host_.base_dir.empty() && ::chdir(host_.base_dir.c_str()) != 0) {
       spdlog::error("spooler for queue {}: {}", queue_.name, io_error("chdir " + host_.base_dir, errno).message);
       return k_spooler_exit_queue_dir;
@@ -157,6 +167,7 @@ class spooler {
         spdlog::info("spooler for queue {} handled {} tasks (max_tasks): recycling", queue_.name, handled);
         break;
       }
+      if (ran_plugin && queue_.max_rss != 0 && rss_past_limit(a.task)) break;
     }
     // Tasks named but not taken go back to the master when we exit; the
     // outcomes of the ones taken must reach it first.
@@ -197,6 +208,23 @@ class spooler {
     return 0;
   }
 
+  // After a task: true when this process's RSS passed the queue's max_rss,
+  // so that the spooler exits and the master starts a fresh one.
+  bool rss_past_limit(const std::string& task) {
+    const auto rss = resident_bytes();
+    if (!rss) {
+      if (!rss_unreadable_logged_) {
+        spdlog::error("spooler for queue {}: cannot read /proc/self/statm: max_rss is not enforced", queue_.name);
+        rss_unreadable_logged_ = true;
+      }
+      return false;
+    }
+    if (*rss <= queue_.max_rss) return false;
+    spdlog::info("spooler for queue {}: resident set {} after task {} is past max_rss {}: recycling", queue_.name,
+                 mib_text(*rss), task, mib_text(queue_.max_rss));
+    return true;
+  }
+
   std::string chain_names() const {
     std::string out;
     for (const auto& p : chain_) out += (out.empty() ? "" : " -> ") + p->name();
@@ -223,7 +251,8 @@ class spooler {
       case claim_status::not_due: r.result = outcome::not_due; return r;
       case claim_status::incomplete: r.result = outcome::incomplete; return r;
       case claim_status::unparsable:
-        spdlog::warn("task {} queue={} status=unparsable moved to failed/: {}", ref->name, queue_.name, c.reason);
+        log_event(spdlog::level::warn, log_fields::about_task(ref->name, queue_.name).with_status("unparsable").with_error(c.reason),
+                  "moved to failed/");
         r.result = outcome::unparsable;
         return r;
       case claim_status::rejected:
@@ -257,15 +286,16 @@ class spooler {
     switch (c.status) {
       case claim_status::claimed: break;
       case claim_status::busy:
-        spdlog::info("task {} queue={}: the try its crashed spooler owes waits: another process holds the file's lock",
-                     ref.name, queue_.name);
+        log_event(spdlog::level::info, log_fields::about_task(ref.name, queue_.name),
+                  "the try its crashed spooler owes waits: another process holds the file's lock");
         r.result = outcome::busy;
         return r;
       case claim_status::gone: r.result = outcome::gone; return r;
       case claim_status::unparsable: r.result = outcome::unparsable; return r;
       case claim_status::rejected: r.result = outcome::rejected; return r;
       default:
-        spdlog::warn("task {} queue={}: the try its crashed spooler owes waits: {}", ref.name, queue_.name, c.reason);
+        log_event(spdlog::level::warn, log_fields::about_task(ref.name, queue_.name).with_error(c.reason),
+                  "the try its crashed spooler owes waits");
         r.result = outcome::io_error;
         return r;
     }
@@ -282,14 +312,22 @@ class spooler {
     r.result = end.result;
     r.due_ns = end.due_ns;
     if (end.result == outcome::io_error) {
-      spdlog::error("task {} queue={}: the try its crashed spooler owes is not counted yet: {}", ref.name, queue_.name,
-                    end.error);
+      log_event(spdlog::level::err, log_fields::about_task(ref.name, queue_.name).with_error(end.error),
+                "the try its crashed spooler owes is not counted yet");
     } else if (end.result == outcome::failed) {
-      spdlog::warn("task {} queue={} status=crash attempt={}: moved to failed/: {}", ref.name, queue_.name,
-                   task.attempt, end.error);
+      log_event(spdlog::level::warn,
+                log_fields::about_task(ref.name, queue_.name).with_status("crash").with_attempt(task.attempt).with_error(
+                    end.error),
+                "moved to failed/");
     } else {
-      spdlog::warn("task {} queue={} status=crash attempt={} next_try_in={}: {}", ref.name, queue_.name, task.attempt,
-                   format_duration(end.delay), end.error);
+      const std::string delay = format_duration(end.delay);
+      log_event(spdlog::level::warn,
+                log_fields::about_task(ref.name, queue_.name)
+                    .with_status("crash")
+                    .with_attempt(task.attempt)
+                    .with_next_try_in(delay)
+                    .with_error(end.error),
+                "");
     }
     return r;
   }
@@ -339,26 +377,30 @@ class spooler {
       break;
     }
     decided = status;
-    const ms_text took{monotonic_ns() - started};
+    const std::int64_t took_ns = monotonic_ns() - started;
+    const double took_ms = static_cast<double>(took_ns) / 1e6;
     const std::string& plugin_name = decided_by != nullptr ? decided_by->name() : chain_text_;
+    log_fields line = log_fields::about_task(task.ref.name, queue_.name)
+                          .with_plugin(plugin_name)
+                          .with_status(status_name(status))
+                          .with_attempt(task.attempt)
+                          .with_duration_ms(took_ms);
     if (status == static_cast<std::int32_t>(Status::Ignore)) {
       if (auto listed = dir_->record_ignored(task); !listed) {
-        spdlog::warn("task {} queue={}: cannot list it as ignored for spoolctl: {}", task.ref.name, queue_.name,
-                     listed.err().message);
+        log_event(spdlog::level::warn, log_fields::about_task(task.ref.name, queue_.name).with_error(listed.err().message),
+                  "cannot list it as ignored for spoolctl");
       }
-      spdlog::info("task {} queue={} plugin={} status=ignore attempt={} duration={}: left in place, not offered again until it changes",
-                   task.ref.name, queue_.name, plugin_name, task.attempt, took);
+      log_event(spdlog::level::info, line, "left in place, not offered again until it changes");
       return outcome::ignored;
     }
     if (status == static_cast<std::int32_t>(Status::Ok)) {
       if (auto removed = dir_->remove(task); !removed) {
         // Still there: it runs again (at least once), never forgotten.
-        spdlog::warn("task {} queue={} plugin={} status=ok attempt={} duration={}: {}; it stays pending", task.ref.name,
-                     queue_.name, plugin_name, task.attempt, took, removed.err().message);
+        line.error = removed.err().message;
+        log_event(spdlog::level::warn, line, "it stays pending");
         return removed.err().code == ENOENT ? outcome::gone : outcome::io_error;
       }
-      spdlog::info("task {} queue={} plugin={} status=ok attempt={} duration={}", task.ref.name, queue_.name,
-                   plugin_name, task.attempt, took);
+      log_event(spdlog::level::info, line, "");
       return outcome::done;
     }
     const bool by_fail = status == static_cast<std::int32_t>(Status::Fail);
@@ -367,19 +409,20 @@ class spooler {
     const std::int64_t now = now_ns();
     try_facts facts;
     facts.status = by_fail ? "fail" : "retry";
-    facts.started_ns = now - took.ns;
+    facts.started_ns = now - took_ns;
     facts.pid = ::getpid();
-    facts.duration_ns = took.ns;
+    facts.duration_ns = took_ns;
     try_end end = finish_try(*dir_, task, std::move(error_text), by_fail, now, facts);
     due_ns = end.due_ns;
+    line.error = end.error;
     if (end.result == outcome::io_error) {
-      spdlog::error("task {} queue={}: {}", task.ref.name, queue_.name, end.error);
+      log_event(spdlog::level::err, log_fields::about_task(task.ref.name, queue_.name).with_error(end.error), "");
     } else if (end.result == outcome::failed) {
-      spdlog::warn("task {} queue={} plugin={} status={} attempt={} duration={}: moved to failed/: {}", task.ref.name,
-                   queue_.name, plugin_name, status_name(status), task.attempt, took, end.error);
+      log_event(spdlog::level::warn, line, "moved to failed/");
     } else {
-      spdlog::info("task {} queue={} plugin={} status=retry attempt={} duration={} next_try_in={}: {}", task.ref.name,
-                   queue_.name, plugin_name, task.attempt, took, format_duration(end.delay), end.error);
+      const std::string delay = format_duration(end.delay);
+      line.next_try_in = delay;
+      log_event(spdlog::level::info, line, "");
     }
     return end.result;
   }
@@ -393,6 +436,7 @@ class spooler {
   std::vector<std::unique_ptr<loaded_plugin>> chain_;
   std::string chain_text_;             // "a -> b", for log lines
   std::vector<spoold_arg> args_;       // reused for every task
+  bool rss_unreadable_logged_ = false;
 };
 
 }  // namespace
@@ -405,6 +449,7 @@ void run_spooler(const host_config& host, const queue_config& queue, int socket_
   try {
     reset_process_state(master_pid);
     setup_logging(host.log_level, host.log_format, "spooler");
+    set_log_queue(queue.name);
     // Never destroyed: that would dlclose() the plugins while a thread one
     // of them started may still run their code. _exit() ends it all at once.
     auto* s = new spooler(host, queue, socket_fd, slot);

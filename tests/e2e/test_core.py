@@ -216,8 +216,8 @@ class ProcessingTest(SpooldTestCase):
         wait_until(lambda: os.path.exists(self.path("spool/q/failed", t)), 30, what="task in failed/")
         self.assertEqual(d.stop(), 0)
         lines = [json.loads(l) for l in d.log().splitlines() if l.strip()]
-        self.assertTrue(any("fixture threw: boom" in l["msg"] and l["level"] == "warning" for l in lines))
-        self.assertTrue(all({"time", "level", "pid", "role", "msg"} <= set(l) for l in lines))
+        self.assertTrue(any("fixture threw: boom" in l.get("error", "") and l["level"] == "warning" for l in lines))
+        self.assertTrue(all({"time", "level", "pid", "role", "message"} <= set(l) for l in lines))
 
     def test_ignore_chain_passes_to_the_next_plugin(self):
         rec = self.path("r.txt")

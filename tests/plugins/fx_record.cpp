@@ -10,7 +10,8 @@
 // Args:     status = ok|retry|fail|ignore (default ok), or code = <any int>, which wins;
 //           sleep_ms = <n> to sleep first; wait_for = <path> to block until that path exists
 //           (a gate the test opens; after sleep_ms; at most 60 s, then it throws, a Retry);
-//           body_sha = 1 to record body_fnv1a
+//           body_sha = 1 to record body_fnv1a; alloc_mb = <n> to allocate n MiB, write every
+//           page and keep it for the life of the process (a leak, for tests of max_rss)
 #include <spoold/plugin.hpp>
 
 #include <charconv>
@@ -23,6 +24,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "common/append_file.hpp"
 #include "record_line.hpp"
@@ -98,6 +100,9 @@ class fx_record final : public spoold::Plugin {
         std::this_thread::sleep_for(std::chrono::milliseconds(parse_int<std::int64_t>(*ms, "sleep_ms")));
       }
       if (const auto gate = task.arg("wait_for")) wait_for_path(std::string(*gate));
+      if (const auto mb = task.arg("alloc_mb")) {
+        kept_.emplace_back(parse_int<std::size_t>(*mb, "alloc_mb") << 20, '\1');  // written, so resident
+      }
     }
     const std::string record = spoold::fixtures::format_record(task, called_at) + " result=" + result_name(code);
     spoold::plugins::append_to_file(record_file_, record + "\n");
@@ -108,6 +113,7 @@ class fx_record final : public spoold::Plugin {
   std::string record_file_;
   std::optional<std::string> only_type_;
   std::optional<std::string> start_file_;
+  std::vector<std::vector<char>> kept_;
 };
 
 }  // namespace

@@ -148,7 +148,24 @@ TEST_CASE("config: defaults when only a queue is given", "[config]") {
   CHECK(q.timeout == spoold::duration(0));
   CHECK(q.dir_mode == 0700);
   CHECK(q.file_mode == 0600);
+  CHECK(q.max_rss == 0);
+  CHECK_FALSE(q.nice.has_value());
   CHECK(q.options.empty());
+}
+
+TEST_CASE("config: max_rss sizes and nice", "[config]") {
+  using spoold::parse_size;
+  CHECK(parse_size("0") == 0u);
+  CHECK(parse_size("4096") == 4096u);
+  CHECK(parse_size("64k") == 64u << 10);
+  CHECK(parse_size("512M") == 512u << 20);
+  CHECK(parse_size("2G") == std::uint64_t{2} << 30);
+  CHECK(parse_size("3T") == std::uint64_t{3} << 40);
+  for (const char* bad : {"", "M", "1.5G", "12X", "-1", "1MB", " 1M", "1M ", "16777216T", "99999999999999999999"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_size(bad).has_value());
+  }
+  CHECK(parse_size("16777215T") == std::uint64_t{16777215} << 40);
 }
 
 TEST_CASE("config: an unknown key is reported with its line, column and name", "[config]") {
