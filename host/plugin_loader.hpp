@@ -38,6 +38,10 @@ class loaded_plugin {
 
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
+  // The C entry and the instance, for the plugin tests that drive the
+  // thunks themselves (tests/plugins/plugin_harness.hpp).
+  const spoold_plugin_v1& entry() const { return *entry_; }
+  void* instance() const { return instance_; }
 
   // Calls the plugin's init() with the queue's options, which this object
   // copies and keeps, as plugin.hpp promises; the log sink must outlive it.

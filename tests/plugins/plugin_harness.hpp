@@ -1,9 +1,9 @@
-// Loads a plugin .so the way a spooler does, for unit tests of the plugins
-// themselves: dlopen, the entry, the ABI checks, then create/init/handle/
-// destroy through the C thunks, with a task and options made by hand.
+// Loads a plugin .so with the host's own loader (spoold::load_plugin: trust,
+// Boost.DLL, the entry and ABI checks, create), then drives init/handle
+// through the C thunks with a task and options made by hand, so that the
+// plugin tests see the raw codes and error text a plugin returns.
 #pragma once
 
-#include <dlfcn.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -25,6 +25,8 @@
 #include <vector>
 
 #include <spoold/plugin.hpp>
+
+#include "plugin_loader.hpp"
 
 namespace spoold::test {
 
@@ -52,32 +54,6 @@ inline std::filesystem::path fixture_plugin_path(const std::string& name) {
                               detail::test_binary_dir() / ".." / "tests" / "plugins" / "out") /
          ("lib" + name + ".so");
 }
-
-// A dlopen()ed shared object, closed on destruction.
-class library {
- public:
-  explicit library(const std::filesystem::path& path) {
-    if (!std::filesystem::exists(path)) {
-      throw std::runtime_error(path.string() + " does not exist: build the plugins first (cmake --build build), or "
-                               "point SPOOLD_PLUGIN_DIR / SPOOLD_TEST_PLUGIN_DIR at them");
-    }
-    handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle_ == nullptr) throw std::runtime_error(std::string("dlopen: ") + ::dlerror());
-  }
-  library(const library&) = delete;
-  library& operator=(const library&) = delete;
-  ~library() {
-    if (handle_ != nullptr) ::dlclose(handle_);
-  }
-
-  // The exported entry, or null when the object has none.
-  spoold_plugin_entry_fn entry() const {
-    return reinterpret_cast<spoold_plugin_entry_fn>(::dlsym(handle_, SPOOLD_ENTRY_SYMBOL));
-  }
-
- private:
-  void* handle_ = nullptr;
-};
 
 struct option {
   std::string key;
@@ -108,24 +84,12 @@ struct log_line {
 // One plugin instance, created from the entry of a shipped or fixture plugin.
 class plugin_instance {
  public:
-  explicit plugin_instance(const std::filesystem::path& path) : library_(path) {
-    const spoold_plugin_entry_fn entry_fn = library_.entry();
-    if (entry_fn == nullptr) throw std::runtime_error(path.string() + " exports no " SPOOLD_ENTRY_SYMBOL);
-    entry_ = entry_fn();
-    if (entry_ == nullptr || entry_->abi_version != SPOOLD_ABI_VERSION ||
-        entry_->struct_size < sizeof(spoold_plugin_v1)) {
-      throw std::runtime_error(path.string() + " has no usable spoold_plugin_v1 entry");
-    }
-    char buffer[1024];
-    spoold_error_buffer error{buffer, sizeof buffer, 0};
-    instance_ = entry_->create(&error);
-    if (instance_ == nullptr) throw std::runtime_error("create: " + std::string(buffer, error.size));
+  explicit plugin_instance(const std::filesystem::path& path) : loaded_(load(path)) {
+    entry_ = &loaded_->entry();
+    instance_ = loaded_->instance();
   }
   plugin_instance(const plugin_instance&) = delete;
   plugin_instance& operator=(const plugin_instance&) = delete;
-  ~plugin_instance() {
-    if (instance_ != nullptr) entry_->destroy(instance_);
-  }
 
   // The options must outlive the instance, as the host's do, so they are
   // kept here.
@@ -171,7 +135,23 @@ class plugin_instance {
     static_cast<plugin_instance*>(context)->logs_.push_back(log_line{level, std::string(message, size)});
   }
 
-  library library_;
+  // The host's loader takes a plugin folder and a name: build/plugins and
+  // "dispatch" for build/plugins/libdispatch.so.
+  static std::unique_ptr<loaded_plugin> load(const std::filesystem::path& path) {
+    if (!std::filesystem::exists(path)) {
+      throw std::runtime_error(path.string() + " does not exist: build the plugins first (cmake --build build), or "
+                               "point SPOOLD_PLUGIN_DIR / SPOOLD_TEST_PLUGIN_DIR at them");
+    }
+    host_config host;
+    host.plugin_dir = path.parent_path().string();
+    std::string name = path.stem().string();
+    if (name.rfind("lib", 0) == 0) name.erase(0, 3);
+    auto loaded = load_plugin(host, name);
+    if (!loaded) throw std::runtime_error(loaded.err().message);
+    return std::move(*loaded);
+  }
+
+  std::unique_ptr<loaded_plugin> loaded_;  // destroys the instance, then unloads
   const spoold_plugin_v1* entry_ = nullptr;
   void* instance_ = nullptr;
   std::vector<option> options_;

@@ -19,7 +19,6 @@
 using spoold::Status;
 using spoold::test::code_of;
 using spoold::test::fixture_plugin_path;
-using spoold::test::library;
 using spoold::test::plugin_instance;
 using spoold::test::read_lines;
 using spoold::test::task_spec;
@@ -216,33 +215,19 @@ TEST_CASE("fx_create_throw cannot be instantiated", "[plugins][fixtures]") {
                     Catch::Contains("fx_create_throw: the constructor refuses"));
 }
 
-TEST_CASE("the ABI fixtures are broken in the way their names say", "[plugins][fixtures]") {
-  SECTION("fx_wrong_abi speaks the next ABI version") {
-    library lib(fixture_plugin_path("fx_wrong_abi"));
-    REQUIRE(lib.entry() != nullptr);
-    const spoold_plugin_v1* entry = lib.entry()();
-    REQUIRE(entry != nullptr);
-    CHECK(entry->abi_version == SPOOLD_ABI_VERSION + 1);
-    CHECK(entry->struct_size == sizeof(spoold_plugin_v1));
-  }
-  SECTION("fx_small_struct has the right version and too small a struct") {
-    library lib(fixture_plugin_path("fx_small_struct"));
-    REQUIRE(lib.entry() != nullptr);
-    const spoold_plugin_v1* entry = lib.entry()();
-    REQUIRE(entry != nullptr);
-    CHECK(entry->abi_version == SPOOLD_ABI_VERSION);
-    CHECK(entry->struct_size < sizeof(spoold_plugin_v1));
-  }
-  SECTION("fx_null_entry returns no struct") {
-    library lib(fixture_plugin_path("fx_null_entry"));
-    REQUIRE(lib.entry() != nullptr);
-    CHECK(lib.entry()() == nullptr);
-  }
-  SECTION("fx_no_entry loads but exports no entry") {
-    library lib(fixture_plugin_path("fx_no_entry"));
-    CHECK(lib.entry() == nullptr);
-  }
-  SECTION("a good fixture is refused by none of these checks") {
-    CHECK_NOTHROW(plugin_instance(fixture_plugin_path("fx_record")));
-  }
+TEST_CASE("the host's loader refuses each ABI fixture for the reason its name says", "[plugins][fixtures]") {
+  const auto refusal = [](const std::string& name) {
+    spoold::host_config host;
+    host.plugin_dir = fixture_plugin_path(name).parent_path().string();
+    auto loaded = spoold::load_plugin(host, name);
+    REQUIRE_FALSE(loaded.ok());
+    return loaded.err().message;
+  };
+  CHECK_THAT(refusal("fx_wrong_abi"), Catch::Contains("was built for ABI " + std::to_string(SPOOLD_ABI_VERSION + 1) +
+                                                      ", this host speaks ABI " + std::to_string(SPOOLD_ABI_VERSION)));
+  CHECK_THAT(refusal("fx_small_struct"), Catch::Contains("bytes, expected " + std::to_string(sizeof(spoold_plugin_v1))));
+  CHECK_THAT(refusal("fx_null_entry"), Catch::Contains(SPOOLD_ENTRY_SYMBOL "() returned null"));
+  CHECK_THAT(refusal("fx_no_entry"), Catch::Contains("exports no " SPOOLD_ENTRY_SYMBOL));
+  CHECK_THAT(refusal("fx_create_throw"), Catch::Contains("could not create its instance: fx_create_throw: the constructor refuses"));
+  CHECK_NOTHROW(plugin_instance(fixture_plugin_path("fx_record")));
 }
