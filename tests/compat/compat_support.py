@@ -22,7 +22,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
-from support import (complete_lines, PLUGIN_DIR, SOURCE_DIR, SPOOLCTL, SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase,  # noqa: E402,F401
+from support import (UnixHTTPConnection as _UnixHTTPConnection, complete_lines, PLUGIN_DIR, SOURCE_DIR, SPOOLCTL, SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase,  # noqa: E402,F401
                      decode_task, encode_task, fnv1a_64, read_fx_records, read_text, task_files, wait_until, write_raw)
 
 UWSGI = shutil.which("uwsgi") or ""
@@ -229,16 +229,6 @@ class UwsgiProducer(UwsgiProcess):
             raise AssertionError("uwsgi.spool() failed (%d): %s" % (status, out.decode(errors="replace")))
         return out.decode()
 
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 class UwsgiSpooler(UwsgiProcess):

@@ -9,9 +9,11 @@ Deadlines are sized for a loaded machine (a sanitizer build with both cores
 busy): they bound how long a test may hang, not how fast spoold must be.
 Where speed is the point of a test, the test measures it and prints it.
 """
+import http.client
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import tempfile
@@ -209,6 +211,19 @@ def read_records(path):
             flat.setdefault(key.decode("latin-1"), value.decode("latin-1"))
         out.append(flat)
     return out
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the test apps listen on one in their temp dir, never on TCP)."""
+
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
 
 
 class Daemon:

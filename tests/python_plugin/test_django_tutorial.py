@@ -24,7 +24,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
-from support import PLUGIN_DIR, SOURCE_DIR, SpooldTestCase, complete_lines, read_text, task_files, wait_until  # noqa: E402
+from support import UnixHTTPConnection as _UnixHTTPConnection, PLUGIN_DIR, SOURCE_DIR, SpooldTestCase, complete_lines, read_text, task_files, wait_until  # noqa: E402
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 APP_DIR = os.path.join(HERE, "django_app")
@@ -47,16 +47,6 @@ def _missing():
 MISSING = _missing()
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:(.*)$")
 
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 class Gunicorn:
