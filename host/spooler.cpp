@@ -1,14 +1,10 @@
 #include "spooler.hpp"
 
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <deque>
-#include <fstream>
 #include <memory>
 #include <vector>
 
@@ -16,69 +12,11 @@
 #include "logging.hpp"
 #include "plugin_loader.hpp"
 #include "queue_dir.hpp"
-#include "signals.hpp"
+#include "spooler_process.hpp"
 
 namespace spoold {
 
 namespace {
-
-volatile sig_atomic_t g_terminate = 0;
-
-void on_terminate(int) { g_terminate = 1; }
-
-// The order after fork: signals first (so nothing inherited from the master
-// runs here), then the parent-death signal, then everything else.
-void reset_process_state(pid_t master_pid) {
-  reset_signals_after_fork();
-  set_fault_role("spooler");
-  // A terminal's Ctrl-C reaches the whole process group: the master decides
-  // how spoolers stop, so they ignore it.
-  ::signal(SIGINT, SIG_IGN);
-  ::signal(SIGHUP, SIG_IGN);
-  ::signal(SIGPIPE, SIG_IGN);
-  // `kill -USR1` sent to the whole group asks the master for a status line.
-  ::signal(SIGUSR1, SIG_IGN);
-  ::signal(SIGUSR2, SIG_IGN);
-  struct sigaction sa {};
-  sa.sa_handler = on_terminate;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: a blocked recv() returns EINTR
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  // systemd's notifications and watchdog are the master's: a plugin, or a
-  // command it runs, must not speak for the service.
-  ::unsetenv("NOTIFY_SOCKET");
-  ::unsetenv("WATCHDOG_USEC");
-  ::unsetenv("WATCHDOG_PID");
-  if (::getppid() != master_pid) ::_exit(k_spooler_exit_ok);  // the master died before prctl
-}
-
-// This process's resident set in bytes (/proc/self/statm); nullopt when
-// it cannot be read.
-std::optional<std::uint64_t> resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  std::uint64_t size = 0;
-  std::uint64_t resident = 0;
-  if (!(statm >> size >> resident)) return std::nullopt;
-  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-}
-
-std::string mib_text(std::uint64_t bytes) { return fmt::format("{:.1f}MiB", static_cast<double>(bytes) / (1 << 20)); }
-
-struct plugin_log_context {
-  std::string plugin;
-  std::string queue;
-};
-
-void plugin_log(void* context, std::int32_t level, const char* message, std::size_t size) {
-  const auto* c = static_cast<const plugin_log_context*>(context);
-  const std::string_view text(message, size);
-  const auto lvl = level >= SPOOLD_LOG_ERROR  ? spdlog::level::err
-                   : level == SPOOLD_LOG_WARN ? spdlog::level::warn
-                   : level == SPOOLD_LOG_INFO ? spdlog::level::info
-                                              : spdlog::level::debug;
-  log_event(lvl, log_fields::about_task("", c->queue).with_plugin(c->plugin), text);
-}
 
 const char* status_name(std::int32_t s) {
   switch (s) {
@@ -97,14 +35,7 @@ class spooler {
 
   int run() {
     // Before the plugins load: their init() runs at the queue's niceness too.
-    if (queue_.nice && ::setpriority(PRIO_PROCESS, 0, *queue_.nice) != 0) {
-      const int err = errno;
-      spdlog::error("spooler for queue {}: cannot set nice = {}: {}{}", queue_.name, *queue_.nice, errno_text(err),
-                    err == EACCES || err == EPERM
-                        ? " (a niceness below the master's needs CAP_SYS_NICE: run as root, or raise LimitNICE= in the unit)"
-                        : "");
-      return k_spooler_exit_nice;
-    }
+    if (!apply_queue_nice(queue_)) return k_spooler_exit_nice;
     if (!host_.base_dir.empty() && ::chdir(host_.base_dir.c_str()) != 0) {
       spdlog::error("spooler for queue {}: {}", queue_.name, io_error("chdir " + host_.base_dir, errno).message);
       return k_spooler_exit_queue_dir;
@@ -132,7 +63,7 @@ class spooler {
     std::vector<report> done;
     unsigned handled = 0;
     int code = k_spooler_exit_ok;
-    while (g_terminate == 0 && slot_->stop.load() == 0) {
+    while (!termination_requested() && slot_->stop.load() == 0) {
       if (todo.empty()) {
         // A batch is done: tell the master what became of it, so that it
         // names the next batch while we run the one already waiting in the
@@ -155,7 +86,7 @@ class spooler {
         }
         continue;
       }
-      if (g_terminate != 0 || slot_->stop.load() != 0) break;
+      if (termination_requested() || slot_->stop.load() != 0) break;
       assignment a = std::move(todo.front());
       todo.pop_front();
       // Taken back by the master while we were in a long task: another
@@ -211,7 +142,7 @@ class spooler {
   // After a task: true when this process's RSS passed the queue's max_rss,
   // so that the spooler exits and the master starts a fresh one.
   bool rss_past_limit(const std::string& task) {
-    const auto rss = resident_bytes();
+    const auto rss = rss_.bytes();
     if (!rss) {
       if (!rss_unreadable_logged_) {
         spdlog::error("spooler for queue {}: cannot read /proc/self/statm: max_rss is not enforced", queue_.name);
@@ -436,6 +367,7 @@ class spooler {
   std::vector<std::unique_ptr<loaded_plugin>> chain_;
   std::string chain_text_;             // "a -> b", for log lines
   std::vector<spoold_arg> args_;       // reused for every task
+  resident_set_reader rss_;  // opened before a sandbox hides /proc
   bool rss_unreadable_logged_ = false;
 };
 
@@ -447,7 +379,7 @@ void run_spooler(const host_config& host, const queue_config& queue, int socket_
   // forked, which would carry on in this process as a second master.
   int code = k_spooler_exit_ok;
   try {
-    reset_process_state(master_pid);
+    reset_spooler_process(master_pid);
     setup_logging(host.log_level, host.log_format, "spooler");
     set_log_queue(queue.name);
     // Never destroyed: that would dlclose() the plugins while a thread one

@@ -1,0 +1,103 @@
+#include "spooler_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+
+#include <spoold/plugin.hpp>
+
+#include "logging.hpp"
+#include "signals.hpp"
+#include "spooler.hpp"
+
+namespace spoold {
+
+namespace {
+
+volatile sig_atomic_t g_terminate = 0;
+
+void on_terminate(int) { g_terminate = 1; }
+
+}  // namespace
+
+bool termination_requested() noexcept { return g_terminate != 0; }
+
+void set_parent_death_signal(pid_t master_pid) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != master_pid) ::_exit(k_spooler_exit_ok);  // the master died before prctl
+}
+
+// The order after fork: signals first (so nothing inherited from the master
+// runs here), then the parent-death signal, then everything else.
+void reset_spooler_process(pid_t master_pid) {
+  reset_signals_after_fork();
+  set_fault_role("spooler");
+  // A terminal's Ctrl-C reaches the whole process group: the master decides
+  // how spoolers stop, so they ignore it.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  // `kill -USR1` sent to the whole group asks the master for a status line.
+  ::signal(SIGUSR1, SIG_IGN);
+  ::signal(SIGUSR2, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = on_terminate;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocked recv() returns EINTR
+  ::sigaction(SIGTERM, &sa, nullptr);
+  // systemd's notifications and watchdog are the master's: a plugin, or a
+  // command it runs, must not speak for the service.
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  ::unsetenv("WATCHDOG_PID");
+  set_parent_death_signal(master_pid);
+}
+
+bool apply_queue_nice(const queue_config& queue) {
+  if (!queue.nice || ::setpriority(PRIO_PROCESS, 0, *queue.nice) == 0) return true;
+  const int err = errno;
+  spdlog::error("spooler for queue {}: cannot set nice = {}: {}{}", queue.name, *queue.nice, errno_text(err),
+                err == EACCES || err == EPERM
+                    ? " (a niceness below the master's needs CAP_SYS_NICE: run as root, or raise LimitNICE= in the unit)"
+                    : "");
+  return false;
+}
+
+void plugin_log(void* context, std::int32_t level, const char* message, std::size_t size) {
+  const auto* c = static_cast<const plugin_log_context*>(context);
+  const std::string_view text(message, size);
+  const auto lvl = level >= SPOOLD_LOG_ERROR  ? spdlog::level::err
+                   : level == SPOOLD_LOG_WARN ? spdlog::level::warn
+                   : level == SPOOLD_LOG_INFO ? spdlog::level::info
+                                              : spdlog::level::debug;
+  log_event(lvl, log_fields::about_task("", c->queue).with_plugin(c->plugin), text);
+}
+
+resident_set_reader::resident_set_reader() : statm_(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC)) {}
+
+std::optional<std::uint64_t> resident_set_reader::bytes() const {
+  if (!statm_.valid()) return std::nullopt;
+  char buf[128];
+  const ssize_t n = ::pread(statm_.get(), buf, sizeof(buf) - 1, 0);
+  if (n <= 0) return std::nullopt;
+  // "size resident shared ...": the second field, in pages.
+  const char* p = buf;
+  const char* end = buf + n;
+  std::uint64_t size = 0;
+  std::uint64_t resident = 0;
+  auto r = std::from_chars(p, end, size);
+  if (r.ec != std::errc{} || r.ptr == end || *r.ptr != ' ') return std::nullopt;
+  r = std::from_chars(r.ptr + 1, end, resident);
+  if (r.ec != std::errc{}) return std::nullopt;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+std::string mib_text(std::uint64_t bytes) { return fmt::format("{:.1f}MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+}  // namespace spoold

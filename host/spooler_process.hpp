@@ -1,0 +1,55 @@
+// What a spooler process sets up around its plugins: signals and the
+// parent-death signal after fork, its niceness, the log sink the plugins
+// write to, and the reading of its own resident set for max_rss.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "config.hpp"
+#include "posix.hpp"
+
+namespace spoold {
+
+// After fork, before anything else: the master's signal handlers replaced,
+// SIGTERM only sets a flag (termination_requested), SIGKILL when the master
+// dies. Exits at once when the master died before the parent-death signal
+// was set.
+void reset_spooler_process(pid_t master_pid);
+
+// Called again after a change of user (the kernel clears the parent-death
+// signal on a credentials change).
+void set_parent_death_signal(pid_t master_pid);
+
+// True once a SIGTERM reached this spooler.
+bool termination_requested() noexcept;
+
+// Applies the queue's nice; false (logged, with what to change) when the
+// kernel refuses it.
+bool apply_queue_nice(const queue_config& queue);
+
+// The plugins' logger: each plugin of a chain gets a context naming it.
+struct plugin_log_context {
+  std::string plugin;
+  std::string queue;
+};
+void plugin_log(void* context, std::int32_t level, const char* message, std::size_t size);
+
+// This process's resident set, read from /proc/self/statm through a file
+// opened once: a sandboxed spooler may no longer open /proc.
+class resident_set_reader {
+ public:
+  resident_set_reader();
+  // Bytes; nullopt when the file could not be opened or read.
+  std::optional<std::uint64_t> bytes() const;
+
+ private:
+  unique_fd statm_;
+};
+
+std::string mib_text(std::uint64_t bytes);
+
+}  // namespace spoold
