@@ -8,6 +8,8 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "config_reader.hpp"
+#include "config_sandbox.hpp"
 #include "metrics_address.hpp"
 
 namespace spoold {
@@ -16,154 +18,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct reader {
-  explicit reader(std::string file) : file_(std::move(file)) {}
-
-  void problem(const toml::source_region& where, const std::string& what) {
-    problems_.push_back(file_ + ":" + std::to_string(where.begin.line) + ":" + std::to_string(where.begin.column) +
-                        ": " + what);
-  }
-  void problem(const std::string& what) { problems_.push_back(file_ + ": " + what); }
-
-  // Reports every key of table that is not in known.
-  void reject_unknown(const toml::table& table, const std::string& section, const std::set<std::string>& known) {
-    for (const auto& [key, node] : table) {
-      if (known.count(std::string(key.str())) == 0) {
-        std::string list;
-        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-        problem(key.source(), "unknown key '" + std::string(key.str()) + "' in " + section + " (known keys: " + list + ")");
-      }
-    }
-  }
-
-  void read_string(const toml::table& t, const char* key, const std::string& section, std::string& out) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    if (auto s = n->value<std::string>()) {
-      out = *s;
-    } else {
-      problem(n->source(), section + "." + key + " must be a string, not " + type_name(*n));
-    }
-  }
-
-  void read_unsigned(const toml::table& t, const char* key, const std::string& section, unsigned& out,
-                     std::int64_t min, std::int64_t max) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    if (!n->is_integer()) {
-      problem(n->source(), section + "." + key + " must be an integer, not " + type_name(*n));
-      return;
-    }
-    const std::int64_t v = n->as_integer()->get();
-    if (v < min || v > max) {
-      problem(n->source(), section + "." + key + " is " + std::to_string(v) + ", expected " + std::to_string(min) +
-                               " to " + std::to_string(max));
-      return;
-    }
-    out = static_cast<unsigned>(v);
-  }
-
-  void read_duration(const toml::table& t, const char* key, const std::string& section, duration& out) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    auto s = n->value<std::string>();
-    if (!s || !n->is_string()) {
-      problem(n->source(), section + "." + key + " must be a duration string such as \"250ms\", \"30s\", \"5m\" or \"1h\", not " +
-                               type_name(*n));
-      return;
-    }
-    auto d = parse_duration(*s);
-    if (!d) {
-      problem(n->source(), section + "." + key + " = \"" + *s +
-                               "\" is not a duration: write a whole number and ms, s, m or h, such as \"250ms\" or \"30s\"");
-      return;
-    }
-    out = *d;
-  }
-
-  void read_mode(const toml::table& t, const char* key, const std::string& section, unsigned& out) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    std::int64_t v = -1;
-    if (n->is_integer()) {
-      v = n->as_integer()->get();
-    } else if (auto s = n->value<std::string>(); s && n->is_string()) {
-      try {
-        std::size_t used = 0;
-        v = std::stoll(*s, &used, 8);
-        if (used != s->size()) v = -1;
-      } catch (const std::exception&) {
-        v = -1;
-      }
-    }
-    if (v < 0 || v > 0777) {
-      problem(n->source(), section + "." + key + " must be a file mode such as 0o700 or \"0700\"");
-      return;
-    }
-    out = static_cast<unsigned>(v);
-  }
-
-  void read_size(const toml::table& t, const char* key, const std::string& section, std::uint64_t& out) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    std::optional<std::uint64_t> v;
-    std::string shown;
-    if (n->is_integer()) {
-      const std::int64_t i = n->as_integer()->get();
-      if (i >= 0) v = static_cast<std::uint64_t>(i);
-      shown = std::to_string(i);
-    } else if (auto s = n->value<std::string>(); s && n->is_string()) {
-      v = parse_size(*s);
-      shown = "\"" + *s + "\"";
-    } else {
-      shown = type_name(*n);
-    }
-    if (!v) {
-      problem(n->source(), section + "." + key + " = " + shown +
-                               " is not a size: write a whole number of bytes with an optional K, M, G or T, such as \"512M\", "
-                               "or \"0\" for no limit");
-      return;
-    }
-    out = *v;
-  }
-
-  void read_nice(const toml::table& t, const char* key, const std::string& section, std::optional<int>& out) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    if (!n->is_integer()) {
-      problem(n->source(), section + "." + key + " must be an integer from -20 to 19, not " + type_name(*n));
-      return;
-    }
-    const std::int64_t v = n->as_integer()->get();
-    if (v < -20 || v > 19) {
-      problem(n->source(), section + "." + key + " is " + std::to_string(v) +
-                               ", expected -20 (most favoured) to 19 (least favoured)");
-      return;
-    }
-    out = static_cast<int>(v);
-  }
-
-  static std::string type_name(const toml::node& n) {
-    switch (n.type()) {
-      case toml::node_type::table: return "a table";
-      case toml::node_type::array: return "an array";
-      case toml::node_type::string: return "a string";
-      case toml::node_type::integer: return "an integer";
-      case toml::node_type::floating_point: return "a float";
-      case toml::node_type::boolean: return "a boolean";
-      default: return "a date or time";
-    }
-  }
-
-  std::string file_;
-  std::vector<std::string> problems_;
-};
-
 const std::set<std::string> k_queue_settings = {"processes", "max_attempts", "backoff",  "backoff_max",
                                                 "timeout",   "init_timeout", "max_tasks", "dir_mode",
-                                                "file_mode", "max_rss",      "nice"};
+                                                "file_mode", "max_rss",      "nice",      "sandbox"};
 
-void read_queue_settings(reader& r, const toml::table& t, const std::string& section, queue_config& q) {
+void read_queue_settings(config_reader& r, const toml::table& t, const std::string& section, queue_config& q) {
   r.read_unsigned(t, "processes", section, q.processes, 1, 1024);
   r.read_unsigned(t, "max_attempts", section, q.max_attempts, 1, 1000000);
   r.read_duration(t, "backoff", section, q.backoff);
@@ -177,6 +36,17 @@ void read_queue_settings(reader& r, const toml::table& t, const std::string& sec
   r.read_mode(t, "file_mode", section, q.file_mode);
 }
 
+void read_sandbox_table(config_reader& r, const toml::table& t, const std::string& owner, const std::string& base,
+                        sandbox_config& out) {
+  const toml::node* n = t.get("sandbox");
+  if (n == nullptr) return;
+  if (const auto* table = n->as_table()) {
+    read_sandbox(r, *table, owner, base, out);
+  } else {
+    r.problem(n->source(), owner + ": sandbox must be a table: write [queue.sandbox] or [defaults.sandbox]");
+  }
+}
+
 std::string scalar_text(const toml::node& n) {
   if (auto s = n.value<std::string>(); s && n.is_string()) return *s;
   if (n.is_boolean()) return n.as_boolean()->get() ? "true" : "false";
@@ -186,7 +56,7 @@ std::string scalar_text(const toml::node& n) {
   return out.str();
 }
 
-void flatten_options(reader& r, const toml::table& t, const std::string& prefix, std::vector<option_entry>& out) {
+void flatten_options(config_reader& r, const toml::table& t, const std::string& prefix, std::vector<option_entry>& out) {
   for (const auto& [key, node] : t) {
     const std::string name = prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
     if (const auto* sub = node.as_table()) {
@@ -261,7 +131,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
   std::error_code ec;
   fs::path abs = fs::absolute(path, ec);
   out.value.path = abs.lexically_normal().string();
-  reader r(path);
+  config_reader r(path);
   toml::table root;
   try {
     root = toml::parse_file(path);
@@ -315,6 +185,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
     if (const auto* d = dn->as_table()) {
       r.reject_unknown(*d, "[defaults]", k_queue_settings);
       read_queue_settings(r, *d, "defaults", defaults);
+      read_sandbox_table(r, *d, "defaults", base.string(), defaults.sandbox);
     } else {
       r.problem(dn->source(), "[defaults] must be a table");
     }
@@ -373,7 +244,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
           }
           if (list->empty()) r.problem(pn->source(), section + ": plugin list is empty");
         } else {
-          r.problem(pn->source(), section + ": plugin must be a name or a list of names, not " + reader::type_name(*pn));
+          r.problem(pn->source(), section + ": plugin must be a name or a list of names, not " + config_reader::type_name(*pn));
         }
         for (const auto& p : q.plugins) {
           if (p.empty() || p.find('/') != std::string::npos) {
@@ -390,6 +261,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
         r.problem(t.source(), section + " has no plugin: add plugin = \"<name>\" (a lib<name>.so in " + c.host.plugin_dir + ")");
       }
       read_queue_settings(r, t, section, q);
+      read_sandbox_table(r, t, section, base.string(), q.sandbox);
       if (const toml::node* on = t.get("options")) {
         if (const auto* ot = on->as_table()) {
           flatten_options(r, *ot, "", q.options);

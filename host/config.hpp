@@ -19,6 +19,28 @@ struct option_entry {
   std::int32_t index = -1;  // position in an array, -1 for a scalar
 };
 
+// [queue.sandbox] (and [defaults.sandbox], merged key by key): what a
+// queue's spoolers give up after their plugins' init() and before the first
+// task. See host/sandbox.hpp.
+struct sandbox_config {
+  bool enabled = false;  // a sandbox table applies to the queue
+  // When the host runs as root: the user and group the spoolers switch to.
+  std::string user;
+  std::optional<std::uint32_t> uid;
+  std::string group;
+  std::optional<std::uint32_t> gid;  // the group's, or the user's own group
+  // Landlock path rules, when either key is given (even as an empty list):
+  // absolute paths the spoolers may read (and execute), or also write.
+  bool path_rules = false;
+  std::vector<std::string> read;
+  std::vector<std::string> write;
+  std::uint64_t memory = 0;       // RLIMIT_AS in bytes; 0 = unchanged
+  unsigned open_files = 0;        // RLIMIT_NOFILE; 0 = unchanged
+  duration cpu{0};                // CPU time per task (RLIMIT_CPU); 0 = none
+  bool core = true;               // false: no core dumps
+  bool require = false;           // refuse to start where Landlock is missing
+};
+
 struct queue_config {
   std::string name;
   std::string dir;                   // absolute
@@ -41,6 +63,7 @@ struct queue_config {
   unsigned dir_mode = 0700;
   unsigned file_mode = 0600;
   std::vector<option_entry> options;
+  sandbox_config sandbox;
 };
 
 struct host_config {

@@ -15,6 +15,7 @@
 #include "plugin_check.hpp"
 #include "instance_lock.hpp"
 #include "master.hpp"
+#include "sandbox.hpp"
 #include "metrics.hpp"
 
 namespace {
@@ -82,6 +83,8 @@ int main(int argc, char** argv) {
   auto plugin_problems = spoold::check_plugins_in_child(
       loaded.value, check ? spoold::check_depth::load_and_init : spoold::check_depth::load);
   loaded.problems.insert(loaded.problems.end(), plugin_problems.begin(), plugin_problems.end());
+  const auto sandboxes = spoold::review_sandboxes(loaded.value);
+  loaded.problems.insert(loaded.problems.end(), sandboxes.problems.begin(), sandboxes.problems.end());
   if (check) {
     // The port a host running on this very file listens on is its own.
     const bool running = std::filesystem::exists(config_path) && !spoold::instance_lock::acquire(loaded.value.path);
@@ -93,10 +96,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check) {
+    for (const auto& w : sandboxes.warnings) std::fprintf(stderr, "spoold: warning: %s\n", w.c_str());
     std::printf("%s: OK (%zu queue(s), every plugin chain loads and starts)\n", config_path.c_str(),
                 loaded.value.queues.size());
     return 0;
   }
   spoold::setup_logging(loaded.value.host.log_level, loaded.value.host.log_format, "master");
+  for (const auto& w : sandboxes.warnings) spdlog::warn("{}", w);
   return spoold::run_master(std::move(loaded.value), std::move(*instance));
 }

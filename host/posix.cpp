@@ -1,9 +1,11 @@
 #include "posix.hpp"
 
 #include <fcntl.h>
+#include <linux/landlock.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,7 +43,8 @@ fault_state& faults() {
 int errno_by_name(std::string_view name) {
   static const std::pair<const char*, int> known[] = {{"EIO", EIO},     {"ENOSPC", ENOSPC}, {"EMFILE", EMFILE},
                                                       {"EINTR", EINTR}, {"ENOMEM", ENOMEM}, {"EACCES", EACCES},
-                                                      {"EDQUOT", EDQUOT}, {"EROFS", EROFS}};
+                                                      {"EDQUOT", EDQUOT}, {"EROFS", EROFS}, {"ENOSYS", ENOSYS},
+                                                      {"EOPNOTSUPP", EOPNOTSUPP}};
   for (const auto& [n, e] : known) {
     if (name == n) return e;
   }
@@ -277,6 +280,14 @@ result<bool> try_lock_file(int fd, const std::string& what) {
   if (checked(syscall_id::lock, [&] { return ::fcntl(fd, F_OFD_SETLK, &fl); }) == 0) return true;
   if (errno == EAGAIN || errno == EACCES) return false;
   return io_error("lock " + what, errno);
+}
+
+result<int> landlock_abi_version() {
+  const long v = checked(syscall_id::landlock, [] {
+    return ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+  });
+  if (v < 0) return io_error("probe Landlock", errno);
+  return static_cast<int>(v);
 }
 
 result<pid_t> fork_process(const std::string& what) {

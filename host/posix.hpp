@@ -29,11 +29,12 @@ namespace spoold {
 enum class syscall_id {
   open, stat, read, write, fsync, rename, unlink, mkdir, utimens, lock, chmod,  // a task's file
   fork, kill, socketpair, send,                                                 // its processes
+  landlock,                                                                     // the sandbox's probe
   count_
 };
 inline constexpr const char* k_syscall_names[] = {"open",  "stat",  "read",    "write", "fsync", "rename",
                                                   "unlink", "mkdir", "utimens", "lock", "chmod", "fork",
-                                                  "kill",  "socketpair", "send"};
+                                                  "kill",  "socketpair", "send", "landlock"};
 static_assert(std::size(k_syscall_names) == static_cast<std::size_t>(syscall_id::count_));
 
 // True when this binary was built with SPOOLD_FAULT_INJECTION.
@@ -121,6 +122,11 @@ result<std::pair<unique_fd, unique_fd>> make_socketpair(int type, const std::str
 // send() of one message, MSG_NOSIGNAL added; EAGAIN comes back as an error
 // with that code when flags hold MSG_DONTWAIT and the peer's queue is full.
 result<void> send_message(int fd, const void* data, std::size_t size, int flags, const std::string& what);
+
+// The Landlock ABI version the kernel offers (landlock_create_ruleset with
+// LANDLOCK_CREATE_RULESET_VERSION); an error (ENOSYS, EOPNOTSUPP) when it
+// has none. Injectable as "landlock", to test a host on such a kernel.
+result<int> landlock_abi_version();
 
 // Creates dir and its parents with exactly mode (whatever the umask) for the
 // ones it creates.

@@ -12,6 +12,7 @@
 #include "logging.hpp"
 #include "plugin_loader.hpp"
 #include "queue_dir.hpp"
+#include "sandbox.hpp"
 #include "spooler_process.hpp"
 
 namespace spoold {
@@ -30,8 +31,8 @@ const char* status_name(std::int32_t s) {
 
 class spooler {
  public:
-  spooler(const host_config& host, const queue_config& queue, int socket_fd, spooler_slot* slot)
-      : host_(host), queue_(queue), socket_(socket_fd), slot_(slot) {}
+  spooler(const host_config& host, const queue_config& queue, int socket_fd, spooler_slot* slot, pid_t master_pid)
+      : host_(host), queue_(queue), socket_(socket_fd), slot_(slot), master_pid_(master_pid) {}
 
   int run() {
     // Before the plugins load: their init() runs at the queue's niceness too.
@@ -51,6 +52,13 @@ class spooler {
     ::setenv("SPOOLD_QUEUE_DIR", queue_.dir.c_str(), 1);
     if (int code = load_chain(); code != 0) return code;
     chain_text_ = chain_names();
+    // After init() (which may open its log file or connect its database as
+    // the host's user), before the first task.
+    if (auto sandboxed = apply_sandbox(queue_, host_, master_pid_); !sandboxed) {
+      spdlog::error("spooler for queue {}: cannot apply the queue's sandbox: {}; no task runs outside it",
+                    queue_.name, sandboxed.err().message);
+      return k_spooler_exit_sandbox;
+    }
     // Ready: the master names tasks only to spoolers whose init() returned.
     const report ready{k_ready_seq, outcome::done, 0, {}, -1};
     if (auto sent = send_message(socket_, &ready, sizeof(ready), 0, "the master"); !sent) {
@@ -197,6 +205,7 @@ class spooler {
     }
     ran_plugin = true;
     claimed_task& task = *c.task;
+    limit_task_cpu(queue_.sandbox);
     const std::int64_t started = monotonic_ns();
     slot_->started_ns.store(started);
     slot_->current_seq.store(a.seq);
@@ -362,6 +371,7 @@ class spooler {
   const queue_config& queue_;
   int socket_;
   spooler_slot* slot_;
+  pid_t master_pid_;
   std::unique_ptr<queue_dir> dir_;
   std::vector<std::unique_ptr<plugin_log_context>> log_contexts_;
   std::vector<std::unique_ptr<loaded_plugin>> chain_;
@@ -384,7 +394,7 @@ void run_spooler(const host_config& host, const queue_config& queue, int socket_
     set_log_queue(queue.name);
     // Never destroyed: that would dlclose() the plugins while a thread one
     // of them started may still run their code. _exit() ends it all at once.
-    auto* s = new spooler(host, queue, socket_fd, slot);
+    auto* s = new spooler(host, queue, socket_fd, slot, master_pid);
     code = s->run();
   } catch (const std::exception& e) {
     spdlog::error("spooler for queue {}: unexpected exception: {}", queue.name, e.what());

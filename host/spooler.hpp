@@ -17,6 +17,7 @@ enum spooler_exit : int {
   k_spooler_exit_socket = 5,
   k_spooler_exit_uncaught = 6,  // an exception reached run_spooler (our bug), logged
   k_spooler_exit_nice = 7,      // the queue's nice could not be set, logged
+  k_spooler_exit_sandbox = 8,   // the queue's sandbox could not be applied, logged
 };
 
 // Runs in the child after fork() and never returns. socket_fd is the
