@@ -1,6 +1,7 @@
 #include "config.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <limits>
@@ -8,6 +9,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "accounts.hpp"
 #include "metrics_address.hpp"
 
 namespace spoold {
@@ -161,7 +163,7 @@ struct reader {
 
 const std::set<std::string> k_queue_settings = {"processes", "max_attempts", "backoff",  "backoff_max",
                                                 "timeout",   "init_timeout", "max_tasks", "dir_mode",
-                                                "file_mode", "max_rss",      "nice"};
+                                                "file_mode", "max_rss",      "nice",      "dir_group"};
 
 void read_queue_settings(reader& r, const toml::table& t, const std::string& section, queue_config& q) {
   r.read_unsigned(t, "processes", section, q.processes, 1, 1024);
@@ -175,6 +177,7 @@ void read_queue_settings(reader& r, const toml::table& t, const std::string& sec
   r.read_nice(t, "nice", section, q.nice);
   r.read_mode(t, "dir_mode", section, q.dir_mode);
   r.read_mode(t, "file_mode", section, q.file_mode);
+  r.read_string(t, "dir_group", section, q.dir_group);
 }
 
 std::string scalar_text(const toml::node& n) {
@@ -311,8 +314,10 @@ config_load load_config(const std::string& path, bool check_plugins) {
   }
 
   queue_config defaults;
+  const toml::node* default_dir_group = nullptr;
   if (const toml::node* dn = root.get("defaults")) {
     if (const auto* d = dn->as_table()) {
+      default_dir_group = d->get("dir_group");
       r.reject_unknown(*d, "[defaults]", k_queue_settings);
       read_queue_settings(r, *d, "defaults", defaults);
     } else {
@@ -334,6 +339,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
       const auto& t = *node.as_table();
       queue_config q = defaults;
       q.options.clear();
+      q.host_uid = ::geteuid();
       r.reject_unknown(t, "[[queue]]", known);
       r.read_string(t, "name", "queue", q.name);
       const std::string section = q.name.empty() ? std::string("queue") : "queue '" + q.name + "'";
@@ -390,6 +396,18 @@ config_load load_config(const std::string& path, bool check_plugins) {
         r.problem(t.source(), section + " has no plugin: add plugin = \"<name>\" (a lib<name>.so in " + c.host.plugin_dir + ")");
       }
       read_queue_settings(r, t, section, q);
+      // Resolved per queue, so that the problem names the queue it stops.
+      // An empty name (a queue's own dir_group = "") turns a default off.
+      q.dir_gid.reset();
+      if (!q.dir_group.empty()) {
+        q.dir_gid = find_group(q.dir_group);
+        const toml::node* where = t.get("dir_group") != nullptr ? t.get("dir_group") : default_dir_group;
+        if (!q.dir_gid && where != nullptr) {
+          r.problem(where->source(), section + ": dir_group = \"" + q.dir_group +
+                                         "\" is not a group on this host: create it (groupadd " + q.dir_group +
+                                         ") or name the group whose members write this queue's tasks");
+        }
+      }
       if (const toml::node* on = t.get("options")) {
         if (const auto* ot = on->as_table()) {
           flatten_options(r, *ot, "", q.options);

@@ -7,10 +7,12 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <spoold/plugin.hpp>
 
 #include "config.hpp"
+#include "dir_trust.hpp"
 #include "logging.hpp"
 #include "plugin_check.hpp"
 #include "instance_lock.hpp"
@@ -82,6 +84,15 @@ int main(int argc, char** argv) {
   auto plugin_problems = spoold::check_plugins_in_child(
       loaded.value, check ? spoold::check_depth::load_and_init : spoold::check_depth::load);
   loaded.problems.insert(loaded.problems.end(), plugin_problems.begin(), plugin_problems.end());
+  // Before any directory is created or any task read: a queue others can
+  // write is refused at --check as at start.
+  std::vector<std::string> trust_notes;
+  for (const auto& q : loaded.value.queues) {
+    if (q.dir.empty()) continue;
+    auto trust = spoold::check_dir_trust(q);
+    loaded.problems.insert(loaded.problems.end(), trust.problems.begin(), trust.problems.end());
+    trust_notes.insert(trust_notes.end(), trust.notes.begin(), trust.notes.end());
+  }
   if (check) {
     // The port a host running on this very file listens on is its own.
     const bool running = std::filesystem::exists(config_path) && !spoold::instance_lock::acquire(loaded.value.path);
@@ -93,10 +104,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check) {
+    for (const auto& n : trust_notes) std::printf("%s\n", n.c_str());
     std::printf("%s: OK (%zu queue(s), every plugin chain loads and starts)\n", config_path.c_str(),
                 loaded.value.queues.size());
     return 0;
   }
   spoold::setup_logging(loaded.value.host.log_level, loaded.value.host.log_format, "master");
+  for (const auto& n : trust_notes) spdlog::info("{}", n);
   return spoold::run_master(std::move(loaded.value), std::move(*instance));
 }

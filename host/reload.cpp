@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "dir_trust.hpp"
 #include "logging.hpp"
 
 namespace spoold {
@@ -9,11 +10,19 @@ namespace spoold {
 std::unique_ptr<pending_reload> begin_reload(const std::string& path) {
   spdlog::info("SIGHUP: re-reading {}", path);
   auto loaded = load_config(path);
+  std::vector<std::string> trust_notes;
+  for (const auto& q : loaded.value.queues) {
+    if (q.dir.empty()) continue;
+    auto trust = check_dir_trust(q);
+    loaded.problems.insert(loaded.problems.end(), trust.problems.begin(), trust.problems.end());
+    trust_notes.insert(trust_notes.end(), trust.notes.begin(), trust.notes.end());
+  }
   if (!loaded.ok()) {
     for (const auto& p : loaded.problems) spdlog::error("reload refused: {}", p);
     spdlog::error("reload refused: the running configuration stays in force");
     return nullptr;
   }
+  for (const auto& n : trust_notes) spdlog::info("reload: {}", n);
   auto check = plugin_check::start(loaded.value, check_depth::load_and_init);
   if (!check) {
     spdlog::error("reload refused: {}; the running configuration stays in force", check.err().message);
