@@ -181,7 +181,7 @@ std::string task_owners::refusal(uid_t owner) const {
     out += host_uid_ == 0 ? ", who is not " + host : ", who is neither " + host + " nor root";
     out += ", and the queue has no dir_group";
   }
-  return out + ": not run";
+  return out;
 }
 
 }  // namespace spoold

@@ -49,7 +49,8 @@ class task_owners {
     if (owner == host_uid_ || owner == 0) return true;
     return trusted_other(owner);
   }
-  // Why a file owner is not trusted, for failed/<name>.error and the log.
+  // Why a file owner is not trusted ("task file owned by uid 1234 (alice),
+  // who is neither ..."), for failed/<name>.error and the log.
   std::string refusal(uid_t owner) const;
 
  private:

@@ -178,7 +178,7 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
   // Under the lock and for the file the name leads to: a task only the
   // host's user, root or dir_group may have written.
   if (!owners_.trusted(task.st.st_uid)) {
-    std::string reason = owners_.refusal(task.st.st_uid);
+    std::string reason = owners_.refusal(task.st.st_uid) + ": not run";
     auto moved = move_untrusted(ref, reason);
     out.status = moved ? claim_status::unparsable : claim_status::io_error;
     out.reason = moved ? reason : moved.err().message;

@@ -305,12 +305,12 @@ class checker {
     if (failed) return;
     if (!owners_.trusted(st.st_uid)) {
       const std::string reason = owners_.refusal(st.st_uid);
-      repairable({path, "untrusted_owner", reason + " (the host moves it to failed/ unrun)",
+      repairable({path, "untrusted_owner", reason + ": the host moves it to failed/ unrun",
                   "move it to failed/ with the reason in failed/" + name + ".error, as the host does"},
                  [&]() -> std::string {
                    return move_to_failed(dirfd, name, path,
-                                         "spoolctl fsck did not let " + (subdir.empty() ? name : subdir + "/" + name) +
-                                             " run: " + reason + "\n");
+                                         "spoolctl fsck moved " + (subdir.empty() ? name : subdir + "/" + name) +
+                                             " here: " + reason + ": not run\n");
                  });
       return;
     }
