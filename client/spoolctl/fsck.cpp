@@ -81,8 +81,8 @@ class checker {
     queue_fd_ = queue_fd->get();
     if (auto st = fstat_fd(queue_fd_, queue_.dir); st && ::geteuid() == 0) {
       // Run as root, spoolctl cannot know which user the host runs as: the
-      // queue directory's owner stands for it (an owner that is neither is
-      // what the checks of its folder and its files then show).
+      // queue directory's owner stands for it. Whether that owner is the
+      // host's user only a run as that user (sudo -u) or spoold shows.
       trust_.host_uid = st->st_uid;
       owners_ = task_owners(trust_);
     }
