@@ -165,13 +165,14 @@ class DirTrustTest(SpooldTestCase):
         d = self.daemon(config())
         stranger = self.write_owned_task(NOBODY.pw_uid, NOBODY.pw_gid, {"k": "stranger"})
         failed = os.path.join(self.queue, "failed")
-        wait_until(lambda: os.path.exists(os.path.join(failed, stranger + ".error")), 30,
+        # The note is written before the task is renamed beside it: wait for both.
+        wait_until(lambda: os.path.exists(os.path.join(failed, stranger)) and
+                   os.path.exists(os.path.join(failed, stranger + ".error")), 30,
                    what="the stranger's task in failed/")
         note = read_text(os.path.join(failed, stranger + ".error"))
         self.assertIn("task file owned by uid %d (nobody)" % NOBODY.pw_uid, note)
         self.assertIn("not the host's user (root)", note)
         self.assertIn("not run", note)
-        self.assertTrue(os.path.exists(os.path.join(failed, stranger)))
         d.wait_log("moved to failed/")
         # A task of the host's user after it runs; the stranger's never did.
         write_raw(self.queue, encode_task({"k": "own"}))
@@ -193,7 +194,8 @@ class DirTrustTest(SpooldTestCase):
         # daemon (uid 1) is not in nogroup.
         outsider = self.write_owned_task(1, 1, {"k": "outsider"})
         note = os.path.join(self.queue, "failed", outsider + ".error")
-        wait_until(lambda: os.path.exists(note), 30, what="the outsider's task in failed/")
+        wait_until(lambda: os.path.exists(os.path.join(self.queue, "failed", outsider)) and os.path.exists(note), 30,
+                   what="the outsider's task in failed/")
         self.assertIn("nor in dir_group %s" % group.gr_name, read_text(note))
         self.assertEqual(len(read_records(self.record)), 1)
         self.assertEqual(d.stop(), 0)
