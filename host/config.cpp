@@ -1,6 +1,7 @@
 #include "config.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <limits>
@@ -8,6 +9,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "accounts.hpp"
 #include "config_reader.hpp"
 #include "config_sandbox.hpp"
 #include "metrics_address.hpp"
@@ -20,7 +22,7 @@ namespace {
 
 const std::set<std::string> k_queue_settings = {"processes", "max_attempts", "backoff",  "backoff_max",
                                                 "timeout",   "init_timeout", "max_tasks", "dir_mode",
-                                                "file_mode", "max_rss",      "nice",      "sandbox"};
+                                                "file_mode", "max_rss",      "nice",      "dir_group", "sandbox"};
 
 void read_queue_settings(config_reader& r, const toml::table& t, const std::string& section, queue_config& q) {
   r.read_unsigned(t, "processes", section, q.processes, 1, 1024);
@@ -34,6 +36,7 @@ void read_queue_settings(config_reader& r, const toml::table& t, const std::stri
   r.read_nice(t, "nice", section, q.nice);
   r.read_mode(t, "dir_mode", section, q.dir_mode);
   r.read_mode(t, "file_mode", section, q.file_mode);
+  r.read_string(t, "dir_group", section, q.dir_group);
 }
 
 void read_sandbox_table(config_reader& r, const toml::table& t, const std::string& owner, const std::string& base,
@@ -181,8 +184,10 @@ config_load load_config(const std::string& path, bool check_plugins) {
   }
 
   queue_config defaults;
+  const toml::node* default_dir_group = nullptr;
   if (const toml::node* dn = root.get("defaults")) {
     if (const auto* d = dn->as_table()) {
+      default_dir_group = d->get("dir_group");
       r.reject_unknown(*d, "[defaults]", k_queue_settings);
       read_queue_settings(r, *d, "defaults", defaults);
       read_sandbox_table(r, *d, "defaults", base.string(), defaults.sandbox);
@@ -205,6 +210,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
       const auto& t = *node.as_table();
       queue_config q = defaults;
       q.options.clear();
+      q.host_uid = ::geteuid();
       r.reject_unknown(t, "[[queue]]", known);
       r.read_string(t, "name", "queue", q.name);
       const std::string section = q.name.empty() ? std::string("queue") : "queue '" + q.name + "'";
@@ -262,6 +268,18 @@ config_load load_config(const std::string& path, bool check_plugins) {
       }
       read_queue_settings(r, t, section, q);
       read_sandbox_table(r, t, section, base.string(), q.sandbox);
+      // Resolved per queue, so that the problem names the queue it stops.
+      // An empty name (a queue's own dir_group = "") turns a default off.
+      q.dir_gid.reset();
+      if (!q.dir_group.empty()) {
+        q.dir_gid = find_group(q.dir_group);
+        const toml::node* where = t.get("dir_group") != nullptr ? t.get("dir_group") : default_dir_group;
+        if (!q.dir_gid && where != nullptr) {
+          r.problem(where->source(), section + ": dir_group = \"" + q.dir_group +
+                                         "\" is not a group on this host: create it (groupadd " + q.dir_group +
+                                         ") or name the group whose members write this queue's tasks");
+        }
+      }
       if (const toml::node* on = t.get("options")) {
         if (const auto* ot = on->as_table()) {
           flatten_options(r, *ot, "", q.options);

@@ -3,6 +3,9 @@
 // operator fixes a file in one pass.
 #pragma once
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,6 +65,18 @@ struct queue_config {
   std::optional<int> nice;
   unsigned dir_mode = 0700;
   unsigned file_mode = 0600;
+  // The group whose members may write tasks (a web app's www-data): the
+  // directory may then be group-writable by it, and task files its members
+  // own are run. Empty: only the host's user and root.
+  std::string dir_group;
+  std::optional<gid_t> dir_gid;  // dir_group, resolved when the file is read
+  // The user the host runs as, who (with root) may own the directory and
+  // its task files. load_config() sets it to the euid of the process that
+  // reads the file, the master, and a spooler keeps that in its copy
+  // whatever user it runs as. Unset (a config built by hand) means this
+  // process's user.
+  std::optional<uid_t> host_uid;
+  uid_t host_user() const { return host_uid ? *host_uid : ::geteuid(); }
   std::vector<option_entry> options;
   sandbox_config sandbox;
 };

@@ -1,48 +1,8 @@
 #include "config_sandbox.hpp"
 
-#include <grp.h>
-#include <pwd.h>
-#include <unistd.h>
-
-#include <vector>
+#include "accounts.hpp"
 
 namespace spoold {
-
-namespace {
-
-// getpwnam_r / getgrnam_r with a buffer that grows: NSS entries have no
-// fixed size.
-std::optional<passwd> find_user(const std::string& name, std::vector<char>& buf) {
-  buf.resize(4096);
-  for (;;) {
-    passwd pw{};
-    passwd* found = nullptr;
-    const int err = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
-    if (err == ERANGE && buf.size() < (1u << 20)) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    if (err != 0 || found == nullptr) return std::nullopt;
-    return pw;
-  }
-}
-
-std::optional<gid_t> find_group(const std::string& name) {
-  std::vector<char> buf(4096);
-  for (;;) {
-    group gr{};
-    group* found = nullptr;
-    const int err = ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found);
-    if (err == ERANGE && buf.size() < (1u << 20)) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    if (err != 0 || found == nullptr) return std::nullopt;
-    return gr.gr_gid;
-  }
-}
-
-}  // namespace
 
 void read_sandbox(config_reader& r, const toml::table& t, const std::string& owner, const std::string& base,
                   sandbox_config& out) {
@@ -52,10 +12,9 @@ void read_sandbox(config_reader& r, const toml::table& t, const std::string& own
   const std::string s = owner + ": sandbox";
   if (t.get("user") != nullptr) {
     r.read_string(t, "user", s, out.user);
-    std::vector<char> buf;
-    if (auto pw = find_user(out.user, buf)) {
-      out.uid = pw->pw_uid;
-      if (out.group.empty()) out.gid = pw->pw_gid;  // a group named anywhere wins
+    if (auto pw = find_user(out.user)) {
+      out.uid = pw->uid;
+      if (out.group.empty()) out.gid = pw->gid;  // a group named anywhere wins
     } else {
       r.problem(t.get("user")->source(), s + ".user = \"" + out.user +
                                              "\": no such user on this machine (create it, or name one from /etc/passwd)");

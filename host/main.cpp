@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <spoold/plugin.hpp>
 
@@ -15,7 +16,7 @@
 #include "plugin_check.hpp"
 #include "instance_lock.hpp"
 #include "master.hpp"
-#include "sandbox.hpp"
+#include "privilege_review.hpp"
 #include "metrics.hpp"
 
 namespace {
@@ -83,8 +84,11 @@ int main(int argc, char** argv) {
   auto plugin_problems = spoold::check_plugins_in_child(
       loaded.value, check ? spoold::check_depth::load_and_init : spoold::check_depth::load);
   loaded.problems.insert(loaded.problems.end(), plugin_problems.begin(), plugin_problems.end());
-  const auto sandboxes = spoold::review_sandboxes(loaded.value);
-  loaded.problems.insert(loaded.problems.end(), sandboxes.problems.begin(), sandboxes.problems.end());
+  // Before any directory is created or any task read: a queue others can
+  // write, or a sandbox this host cannot apply, is refused at --check as at
+  // start.
+  const auto privileges = spoold::review_privileges(loaded.value);
+  loaded.problems.insert(loaded.problems.end(), privileges.problems.begin(), privileges.problems.end());
   if (check) {
     // The port a host running on this very file listens on is its own.
     const bool running = std::filesystem::exists(config_path) && !spoold::instance_lock::acquire(loaded.value.path);
@@ -96,12 +100,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check) {
-    for (const auto& w : sandboxes.warnings) std::fprintf(stderr, "spoold: warning: %s\n", w.c_str());
+    for (const auto& n : privileges.notes) std::printf("%s\n", n.c_str());
+    for (const auto& w : privileges.warnings) std::fprintf(stderr, "spoold: warning: %s\n", w.c_str());
     std::printf("%s: OK (%zu queue(s), every plugin chain loads and starts)\n", config_path.c_str(),
                 loaded.value.queues.size());
     return 0;
   }
   spoold::setup_logging(loaded.value.host.log_level, loaded.value.host.log_format, "master");
-  for (const auto& w : sandboxes.warnings) spdlog::warn("{}", w);
+  for (const auto& n : privileges.notes) spdlog::info("{}", n);
+  for (const auto& w : privileges.warnings) spdlog::warn("{}", w);
   return spoold::run_master(std::move(loaded.value), std::move(*instance));
 }

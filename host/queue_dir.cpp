@@ -175,6 +175,15 @@ claim_result queue_dir::claim(const task_ref& ref, std::int64_t now, bool check_
       return out;
     }
   }
+  // Under the lock and for the file the name leads to: a task only the
+  // host's user, root or dir_group may have written.
+  if (!owners_.trusted(task.st.st_uid)) {
+    std::string reason = owners_.refusal(task.st.st_uid) + ": not run";
+    auto moved = move_untrusted(ref, reason);
+    out.status = moved ? claim_status::unparsable : claim_status::io_error;
+    out.reason = moved ? reason : moved.err().message;
+    return out;
+  }
   if (task.st.st_size > k_max_task_bytes) {
     std::string reason = "the file is " + std::to_string(task.st.st_size) + " bytes, over the 1 GiB limit for a task";
     auto moved = move_unparsable(ref, fd, reason);
@@ -259,6 +268,14 @@ result<void> queue_dir::fail(claimed_task& task, unsigned attempt, const std::st
 
 result<void> queue_dir::move_unparsable(const task_ref& ref, int file_fd, const std::string& reason) {
   (void)file_fd;
+  return move_with_note(ref, "spoold could not parse " + display(ref) + ": " + reason + "\n");
+}
+
+result<void> queue_dir::move_untrusted(const task_ref& ref, const std::string& reason) {
+  return move_with_note(ref, "spoold did not run " + display(ref) + ": " + reason + "\n");
+}
+
+result<void> queue_dir::move_with_note(const task_ref& ref, const std::string& text) {
   auto failed = subdir(k_failed);
   if (!failed) return failed.err();
   auto dir = subdir(ref.priority);
@@ -266,7 +283,6 @@ result<void> queue_dir::move_unparsable(const task_ref& ref, int file_fd, const 
   write_options options;
   options.mode = config_.file_mode;
   options.new_name = true;
-  const std::string text = "spoold could not parse " + display(ref) + ": " + reason + "\n";
   if (auto w = write_file_atomically(*failed, path_ + "/failed", ref.name + ".error", text, options); !w) return w;
   if (auto r = rename_at(*dir, ref.name, *failed, ref.name); !r) {
     (void)unlink_at(*failed, ref.name + ".error");  // no note without its file

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "dir_trust.hpp"
 #include "posix.hpp"
 #include "spool_file.hpp"
 
@@ -62,7 +63,7 @@ enum class claim_status {
   gone,        // deleted or replaced since it was named
   not_due,     // its time has not come: due_ns says when
   incomplete,  // shorter than its header says, but young: being written
-  unparsable,  // moved to failed/ with the reason
+  unparsable,  // moved to failed/ with the reason (also: a file whose owner may not write tasks)
   rejected,    // not a regular file, or a name that leaves the directory: left alone
   io_error,
 };
@@ -105,6 +106,9 @@ class queue_dir {
   // Moves a file that cannot be parsed to failed/ unchanged, with the
   // reason in failed/<name>.error beside it.
   result<void> move_unparsable(const task_ref& ref, int file_fd, const std::string& reason);
+  // Moves a task whose owner may not write tasks (task_owners) to failed/
+  // unchanged and unrun, with the reason in failed/<name>.error.
+  result<void> move_untrusted(const task_ref& ref, const std::string& reason);
   // Appends the task to the ignored list (k_ignored_list).
   result<void> record_ignored(const claimed_task& task);
   // Removes the ignored list: every task in it is offered again.
@@ -126,8 +130,11 @@ class queue_dir {
 
  private:
   queue_dir(queue_config q, unique_fd dir, std::optional<dev_t> local_clock_dev)
-      : config_(std::move(q)), path_(config_.dir), dir_(std::move(dir)), local_clock_dev_(local_clock_dev) {}
+      : config_(std::move(q)), path_(config_.dir), dir_(std::move(dir)), local_clock_dev_(local_clock_dev),
+        owners_(config_) {}
   std::string display(const task_ref& ref) const;
+  // Renames ref into failed/ with note as failed/<name>.error.
+  result<void> move_with_note(const task_ref& ref, const std::string& note);
   std::string dir_path(const task_ref& ref) const;
 
   queue_config config_;
@@ -140,6 +147,7 @@ class queue_dir {
   // and claim() can skip the re-check of its name. Not set for network and
   // other filesystems, whose stamps may come from another clock.
   std::optional<dev_t> local_clock_dev_;
+  task_owners owners_;
 };
 
 // due = max(mtime, `at`): never before either.

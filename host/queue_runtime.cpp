@@ -1,5 +1,6 @@
 #include "queue_runtime.hpp"
 
+#include "dir_trust.hpp"
 #include "logging.hpp"
 
 namespace spoold {
@@ -7,6 +8,13 @@ namespace spoold {
 result<std::unique_ptr<queue_runtime>> open_queue(const queue_config& q, int inotify_fd) {
   auto dir = queue_dir::open(q);
   if (!dir) return dir.err();
+  // Again now that the directory exists: --check and the start judged a
+  // missing one by dir_mode, and anything may have changed since.
+  if (auto trust = check_dir_trust(q); !trust.problems.empty()) {
+    std::string all;
+    for (const auto& p : trust.problems) all += (all.empty() ? "" : "; ") + p;
+    return make_error(all);
+  }
   auto rt = std::make_unique<queue_runtime>();
   rt->cfg = q;
   rt->dir = std::make_unique<queue_dir>(std::move(*dir));

@@ -3,21 +3,22 @@
 #include <algorithm>
 
 #include "logging.hpp"
-#include "sandbox.hpp"
+#include "privilege_review.hpp"
 
 namespace spoold {
 
 std::unique_ptr<pending_reload> begin_reload(const std::string& path) {
   spdlog::info("SIGHUP: re-reading {}", path);
   auto loaded = load_config(path);
-  const auto sandboxes = review_sandboxes(loaded.value);
-  loaded.problems.insert(loaded.problems.end(), sandboxes.problems.begin(), sandboxes.problems.end());
+  const auto privileges = review_privileges(loaded.value);
+  loaded.problems.insert(loaded.problems.end(), privileges.problems.begin(), privileges.problems.end());
   if (!loaded.ok()) {
     for (const auto& p : loaded.problems) spdlog::error("reload refused: {}", p);
     spdlog::error("reload refused: the running configuration stays in force");
     return nullptr;
   }
-  for (const auto& w : sandboxes.warnings) spdlog::warn("reload: {}", w);
+  for (const auto& n : privileges.notes) spdlog::info("reload: {}", n);
+  for (const auto& w : privileges.warnings) spdlog::warn("reload: {}", w);
   auto check = plugin_check::start(loaded.value, check_depth::load_and_init);
   if (!check) {
     spdlog::error("reload refused: {}; the running configuration stays in force", check.err().message);

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "accounts.hpp"
 #include "logging.hpp"
 #include "posix.hpp"
 #include "spooler_process.hpp"
@@ -148,15 +149,7 @@ bool can_write_dir(const struct stat& dir, uid_t uid, const std::vector<gid_t>& 
 // group alone).
 std::vector<gid_t> groups_after_switch(const sandbox_config& s) {
   const gid_t gid = s.gid ? static_cast<gid_t>(*s.gid) : ::getgid();
-  if (s.user.empty()) return {gid};
-  std::vector<gid_t> groups(64);
-  int n = static_cast<int>(groups.size());
-  if (::getgrouplist(s.user.c_str(), gid, groups.data(), &n) < 0) {
-    groups.resize(static_cast<std::size_t>(n));
-    if (::getgrouplist(s.user.c_str(), gid, groups.data(), &n) < 0) return {gid};
-  }
-  groups.resize(static_cast<std::size_t>(n));
-  return groups;
+  return s.user.empty() ? std::vector<gid_t>{gid} : groups_of(s.user, gid);
 }
 
 // A spooler that switches user must still claim, rewrite and remove the

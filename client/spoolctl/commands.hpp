@@ -2,6 +2,8 @@
 // parsed options, each returning the process exit status.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,6 +23,8 @@ struct queue_target {
   std::string dir;
   unsigned file_mode = 0600;
   unsigned dir_mode = 0700;
+  std::string dir_group;         // the group that may write tasks; empty = none
+  std::optional<gid_t> dir_gid;  // dir_group's number
 };
 
 struct enqueue_options {

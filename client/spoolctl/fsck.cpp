@@ -3,9 +3,12 @@
 // (task files, temporary files, error notes, priority directories, modes)
 // is repaired; what is not spoold's (other files, directories with other
 // names) is reported and left for the operator, as the host leaves it. A task
-// another process holds locked is never touched.
+// another process holds locked is never touched. Who may write the queue
+// (host/dir_trust.hpp) is reported, never changed: that is the operator's
+// decision, and the finding says the command.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <iostream>
@@ -15,6 +18,7 @@
 
 #include "commands.hpp"
 #include "dir_entries.hpp"
+#include "dir_trust.hpp"
 #include "json_out.hpp"
 #include "posix.hpp"
 #include "queue_listing.hpp"
@@ -50,7 +54,8 @@ struct finding {
         result(result_) {}
 
   std::string path;
-  std::string kind;     // stale_temp, orphan_note, symlink, special_file, not_a_task, bad_priority_dir, loose_mode, unparsable
+  std::string kind;     // stale_temp, orphan_note, symlink, special_file, not_a_task, bad_priority_dir, loose_mode,
+                        // unparsable, untrusted_dir, untrusted_owner
   std::string problem;  // what is wrong
   std::string action;   // what --repair does, or why it does nothing
   verdict result = verdict::found;
@@ -65,7 +70,8 @@ std::string octal(unsigned mode) {
 
 class checker {
  public:
-  checker(const queue_target& queue, bool repair) : queue_(queue), repair_(repair), now_(now_ns()) {}
+  checker(const queue_target& queue, bool repair)
+      : queue_(queue), repair_(repair), now_(now_ns()), trust_(trust_rules(queue)), owners_(trust_) {}
 
   std::vector<finding> findings;
 
@@ -73,6 +79,13 @@ class checker {
     auto queue_fd = open_queue_dir(queue_.dir);
     if (!queue_fd) return queue_fd.err();
     queue_fd_ = queue_fd->get();
+    if (auto st = fstat_fd(queue_fd_, queue_.dir); st && ::geteuid() == 0) {
+      // Run as root, spoolctl cannot know which user the host runs as: the
+      // queue directory's owner stands for it. Whether that owner is the
+      // host's user only a run as that user (sudo -u) or spoold shows.
+      trust_.host_uid = st->st_uid;
+      owners_ = task_owners(trust_);
+    }
     check_dir_mode(queue_fd_, queue_.dir);
     auto names = list_names(queue_fd_, queue_.dir);
     if (!names) return names.err();
@@ -114,6 +127,11 @@ class checker {
              "none: not spoold's to delete; move it elsewhere by hand", verdict::left});
       }
     }
+    // Last: a --repair of the modes above may have closed what it finds.
+    for (const auto& problem : check_dir_trust(trust_).problems) {
+      add({queue_.dir, "untrusted_dir", problem,
+           "none: who may write a queue is the operator's decision; run the fix the finding names", verdict::left});
+    }
     return {};
   }
 
@@ -121,6 +139,19 @@ class checker {
 
  private:
   static bool is_temp(const std::string& name) { return name.rfind(std::string(k_temp_prefix), 0) == 0; }
+
+  // The queue as host/dir_trust.hpp judges it; the host's user is the
+  // user spoolctl runs as (see run() for root).
+  static queue_config trust_rules(const queue_target& queue) {
+    queue_config q;
+    q.name = queue.name;
+    q.dir = queue.dir;
+    q.dir_mode = queue.dir_mode;
+    q.dir_group = queue.dir_group;
+    q.dir_gid = queue.dir_gid;
+    q.host_uid = ::geteuid();
+    return q;
+  }
 
   void add(finding f) { findings.push_back(std::move(f)); }
 
@@ -142,13 +173,16 @@ class checker {
   void check_dir_mode(int fd, const std::string& path) {
     auto st = fstat_fd(fd, path);
     if (!st) return;
-    const unsigned mode = st->st_mode & 07777;
+    // With a dir_group, a setgid directory (2770) is how its files get
+    // that group: not looser, and kept by a repair.
+    const unsigned keep = queue_.dir_gid ? (st->st_mode & S_ISGID) : 0;
+    const unsigned mode = st->st_mode & 07777 & ~keep;
     if ((mode & ~queue_.dir_mode) == 0) return;
     repairable({path, "loose_mode",
                 "directory mode " + octal(mode) + " is looser than dir_mode " + octal(queue_.dir_mode),
-                "chmod " + octal(queue_.dir_mode)},
+                "chmod " + octal(queue_.dir_mode | keep)},
                [&]() -> std::string {
-                 auto m = set_mode(fd, static_cast<mode_t>(queue_.dir_mode), path);
+                 auto m = set_mode(fd, static_cast<mode_t>(queue_.dir_mode | keep), path);
                  return m ? "" : m.err().message;
                });
   }
@@ -269,6 +303,17 @@ class checker {
                  });
     }
     if (failed) return;
+    if (!owners_.trusted(st.st_uid)) {
+      const std::string reason = owners_.refusal(st.st_uid);
+      repairable({path, "untrusted_owner", reason + ": the host moves it to failed/ unrun",
+                  "move it to failed/ with the reason in failed/" + name + ".error, as the host does"},
+                 [&]() -> std::string {
+                   return move_to_failed(dirfd, name, path,
+                                         "spoolctl fsck moved " + (subdir.empty() ? name : subdir + "/" + name) +
+                                             " here: " + reason + ": not run\n");
+                 });
+      return;
+    }
     auto fd = open_task_file(dirfd, name, path, false);
     if (!fd) return;
     auto file = read_task_head(fd->get(), path, 0);
@@ -281,7 +326,11 @@ class checker {
     const std::string reason = parsed.failure.reason;
     repairable({path, "unparsable", "not in the spool format: " + reason,
                 "move it to failed/ with the reason in failed/" + name + ".error, as the host does"},
-               [&]() -> std::string { return move_unparsable(dirfd, subdir, name, path, reason); });
+               [&]() -> std::string {
+                 return move_to_failed(dirfd, name, path,
+                                       "spoolctl fsck found " + (subdir.empty() ? name : subdir + "/" + name) +
+                                           " could not be parsed: " + reason + "\n");
+               });
   }
 
   // Opens and locks a task for a change; why says why not (locked, gone).
@@ -309,8 +358,8 @@ class checker {
     return fd;
   }
 
-  std::string move_unparsable(int dirfd, const std::string& subdir, const std::string& name, const std::string& path,
-                              const std::string& reason) {
+  // Moves a task to failed/ unchanged under its lock, with text as its note.
+  std::string move_to_failed(int dirfd, const std::string& name, const std::string& path, const std::string& text) {
     std::string why;
     auto fd = lock_for_repair(dirfd, name, path, why);
     if (!fd) return why;
@@ -324,8 +373,6 @@ class checker {
     write_options options;
     options.mode = queue_.file_mode;
     options.new_name = true;
-    const std::string text = "spoolctl fsck found " + (subdir.empty() ? name : subdir + "/" + name) +
-                             " could not be parsed: " + reason + "\n";
     if (auto w = write_file_atomically(failed_fd->get(), failed_dir, name + std::string(k_note_suffix), text, options);
         !w) {
       return w.err().message;
@@ -343,6 +390,8 @@ class checker {
   std::int64_t now_;
   int queue_fd_ = -1;
   bool ok_ = true;
+  queue_config trust_;
+  task_owners owners_;
 };
 
 }  // namespace

@@ -279,7 +279,7 @@ struct config_error {
 };
 
 queue_target target_of(const queue_config& q) {
-  return {"queue '" + q.name + "' (" + q.dir + ")", q.name, q.dir, q.file_mode, q.dir_mode};
+  return {"queue '" + q.name + "' (" + q.dir + ")", q.name, q.dir, q.file_mode, q.dir_mode, q.dir_group, q.dir_gid};
 }
 
 queue_target resolve_queue(const std::string& config_file, const std::string& name) {
@@ -377,7 +377,7 @@ int run(int argc, char** argv) {
 
   if (command == "stats" && config_file && !queue_name) return run_stats(all_queues(*config_file), json);
   const queue_target queue = config_file ? resolve_queue(*config_file, *queue_name)
-                                         : queue_target{"directory " + *dir, "", *dir, 0600, 0700};
+                                         : queue_target{"directory " + *dir, "", *dir, 0600, 0700, "", std::nullopt};
   if (dir && (command == "stats" || command == "why" || command == "fsck")) {
     struct stat st {};
     const int rc = ::stat(dir->c_str(), &st);

@@ -671,3 +671,103 @@ plugin = "log_writer"
   CHECK_THAT(problem_at(r, f.path(), 15, 1), Contains("has no dir"));
   for (const auto& p : r.problems) CHECK_THAT(p, StartsWith(f.path() + ":"));
 }
+
+TEST_CASE("config: dir_group names the group that may write a queue, resolved at load", "[config]") {
+  config_files f;
+  SECTION("a group by name") {
+    const auto r = f.load(R"([[queue]]
+name = "a"
+dir = "spool/a"
+plugin = "log_writer"
+dir_group = "root"
+)");
+    INFO(all_problems(r));
+    REQUIRE(r.ok());
+    const auto& q = r.value.queues.at(0);
+    CHECK(q.dir_group == "root");
+    REQUIRE(q.dir_gid.has_value());
+    CHECK(*q.dir_gid == 0);
+    CHECK(q.host_uid == std::optional<uid_t>(::geteuid()));
+  }
+  SECTION("none by default") {
+    const auto r = f.load(k_one_queue);
+    REQUIRE(r.ok());
+    CHECK(r.value.queues.at(0).dir_group.empty());
+    CHECK_FALSE(r.value.queues.at(0).dir_gid.has_value());
+  }
+  SECTION("a number that no group is named") {
+    const auto r = f.load(R"([[queue]]
+name = "a"
+dir = "spool/a"
+plugin = "log_writer"
+dir_group = "424242"
+)");
+    INFO(all_problems(r));
+    REQUIRE(r.ok());
+    CHECK(r.value.queues.at(0).dir_gid == std::optional<gid_t>(424242));
+  }
+  SECTION("from [defaults], and a queue's empty dir_group turns it off") {
+    const auto r = f.load(R"([defaults]
+dir_group = "root"
+
+[[queue]]
+name = "inherits"
+dir = "a"
+plugin = "log_writer"
+
+[[queue]]
+name = "own"
+dir = "b"
+plugin = "log_writer"
+dir_group = ""
+)");
+    INFO(all_problems(r));
+    REQUIRE(r.ok());
+    CHECK(r.value.queues.at(0).dir_gid == std::optional<gid_t>(0));
+    CHECK(r.value.queues.at(1).dir_group.empty());
+    CHECK_FALSE(r.value.queues.at(1).dir_gid.has_value());
+  }
+}
+
+TEST_CASE("config: a dir_group that is not a group names the queue, the key and the value", "[config]") {
+  config_files f;
+  SECTION("in the queue") {
+    const auto r = f.load(R"([[queue]]
+name = "mail"
+dir = "spool/mail"
+plugin = "log_writer"
+dir_group = "no-such-group-spoold"
+)");
+    REQUIRE(r.problems.size() == 1);
+    CHECK_THAT(problem_at(r, f.path(), 5, 13),
+               StartsWith("queue 'mail': dir_group = \"no-such-group-spoold\" is not a group on this host") &&
+                   Contains("groupadd no-such-group-spoold"));
+  }
+  SECTION("in [defaults]: once per queue, each named, at the default's line") {
+    const auto r = f.load(R"([defaults]
+dir_group = "no-such-group-spoold"
+
+[[queue]]
+name = "a"
+dir = "a"
+plugin = "log_writer"
+
+[[queue]]
+name = "b"
+dir = "b"
+plugin = "log_writer"
+)");
+    REQUIRE(r.problems.size() == 2);
+    CHECK_THAT(r.problems[0], StartsWith(f.path() + ":2:13: queue 'a': dir_group = \"no-such-group-spoold\""));
+    CHECK_THAT(r.problems[1], StartsWith(f.path() + ":2:13: queue 'b': dir_group = \"no-such-group-spoold\""));
+  }
+  SECTION("not a string") {
+    const auto r = f.load(R"([[queue]]
+name = "a"
+dir = "a"
+plugin = "log_writer"
+dir_group = 33
+)");
+    CHECK(problem_at(r, f.path(), 5, 13) == "queue 'a'.dir_group must be a string, not an integer");
+  }
+}

@@ -735,3 +735,24 @@ TEST_CASE("remove_stale_temp_files removes only old .spoold-tmp- regular files",
   CHECK(unit::exists(f.tmp() / "outside"));
   CHECK(f.dir().remove_stale_temp_files(60 * k_second, now + 61 * k_second) == 0);
 }
+
+TEST_CASE("claim: a task file the host's user, root and dir_group do not own goes to failed/ unrun", "[queue_dir]") {
+  if (::geteuid() != 0) {
+    WARN("skipped: only root can give a task file to another user");
+    return;
+  }
+  queue_fixture f;
+  const std::int64_t now = spoold::now_ns();
+  const task_ref ref = f.put(encode({{"k", "v"}}), now - k_second);
+  REQUIRE(::chown(f.file(ref).c_str(), 65534, 65534) == 0);
+  auto r = f.claim(ref, now);
+  CHECK(r.status == claim_status::unparsable);
+  CHECK_FALSE(r.task.has_value());
+  CHECK_THAT(r.reason, Contains("task file owned by uid 65534") && Contains("not run"));
+  CHECK(unit::list_dir(f.path() + "/failed") ==
+        std::vector<std::string>{ref.name, ref.name + ".error"});
+  CHECK_THAT(unit::read_file(f.failed(ref.name + ".error")), Contains("spoold did not run " + f.file(ref)));
+
+  const task_ref own = f.put(encode({{"k", "v"}}), now - k_second, "", "uwsgi_spoolfile_on_test_2_2_2_2_2");
+  CHECK(f.claim(own, now).status == claim_status::claimed);
+}
