@@ -120,7 +120,10 @@ class DjangoTutorialTest(SpooldTestCase):
         self.gunicorns = []
         self.dirs = {name: self.path("spool", name) for name in ("tasks_a", "tasks_b", "rows")}
         self.log_file = self.path("tasks.log")
-        self.db = self.path("db.sqlite3")
+        # In a folder of its own: a sandboxed queue may write there (SQLite
+        # writes its journal beside the database) and nowhere else.
+        os.makedirs(self.path("data"))
+        self.db = self.path("data", "db.sqlite3")
         # What the web workers and manage.py see: client/python on the path,
         # SPOOLD_SPOOL_DIR for @spool tasks, the tutorial's own settings.
         self.app_env = {"TUTORIAL_DB": self.db, "TASKS_A_DIR": self.dirs["tasks_a"],
@@ -152,7 +155,7 @@ class DjangoTutorialTest(SpooldTestCase):
         self.gunicorns.append(g)
         return g.start()
 
-    def config(self):
+    def config(self, sandbox_rows=False):
         env = ", ".join("%s = %s" % (k, toml_string(v)) for k, v in sorted(self.app_env.items()))
         lines = ["[host]", "plugin_dir = %s" % toml_string(PLUGIN_DIR), 'log_level = "info"', "",
                  "[defaults]", 'backoff = "100ms"', "max_attempts = 3"]
@@ -166,6 +169,12 @@ class DjangoTutorialTest(SpooldTestCase):
                   'plugin = "python"', "processes = 2", "[queue.options]", 'module = "tasksapp.tasks"',
                   'django_settings = "tutorial.settings"',
                   "path = [%s, %s]" % (toml_string(APP_DIR), toml_string(CLIENT_DIR)), "env = { %s }" % env]
+        if sandbox_rows:
+            # README "Security": what a Django queue needs. Python and Django
+            # are under /usr (always readable); the project and the paths of
+            # the queue's options are read; the database's folder written.
+            lines += ["[queue.sandbox]", "read = [%s, %s]" % (toml_string(APP_DIR), toml_string(CLIENT_DIR)),
+                      "write = [%s]" % toml_string(self.path("data")), 'memory = "1G"', "core = false"]
         return "\n".join(lines) + "\n"
 
     def log_messages(self):
@@ -228,6 +237,25 @@ class DjangoTutorialTest(SpooldTestCase):
         self.assert_queues_drained(daemon)
         self.assertNotIn("Traceback", web.log())
         self.assertEqual(daemon.stop(), 0)
+
+    def test_orm_task_in_a_sandboxed_queue_writes_rows_and_nothing_else(self):
+        daemon = self.daemon(self.config(sandbox_rows=True))
+        printed = self.manage("enqueue_row", "boxed", "3").strip()
+        got = wait_until(lambda: len(self.rows()) >= 1 and self.rows(), 60, what="the row")
+        self.assertEqual([r[:3] for r in got], [("boxed", 3, "manage.py")])
+        self.assertIn(got[0][3], daemon.spooler_pids())
+        self.assertEqual(proc_status(got[0][3], "NoNewPrivs"), "1", "the row was written inside the sandbox")
+        self.assertTrue(printed.startswith(self.dirs["rows"]))
+        self.assert_queues_drained(daemon)
+        self.assertEqual(daemon.stop(), 0)
+
+
+def proc_status(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    return None
 
 
 if __name__ == "__main__":

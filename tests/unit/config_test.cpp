@@ -771,3 +771,97 @@ dir_group = 33
     CHECK(problem_at(r, f.path(), 5, 13) == "queue 'a'.dir_group must be a string, not an integer");
   }
 }
+
+TEST_CASE("config: [queue.sandbox] merges over [defaults.sandbox] key by key", "[config][sandbox]") {
+  config_files f;
+  const auto r = f.load(R"([defaults.sandbox]
+memory = "512M"
+core = false
+read = ["/usr/share/zoneinfo"]
+
+[[queue]]
+name = "a"
+dir = "spool/a"
+plugin = "log_writer"
+[queue.sandbox]
+read = ["app", "/srv/data"]
+write = ["out"]
+open_files = 256
+cpu = "30s"
+require = true
+group = "root"
+
+[[queue]]
+name = "b"
+dir = "spool/b"
+plugin = "log_writer"
+
+[[queue]]
+name = "c"
+dir = "spool/c"
+plugin = "log_writer"
+[queue.sandbox]
+user = "root"
+)");
+  REQUIRE(r.ok());
+  const auto& a = r.value.queues[0].sandbox;
+  CHECK(a.enabled);
+  CHECK(a.path_rules);
+  CHECK(a.memory == 512u << 20);  // from the defaults
+  CHECK_FALSE(a.core);
+  CHECK(a.read == std::vector<std::string>{f.etc() + "/app", "/srv/data"});  // the queue's list replaces the default
+  CHECK(a.write == std::vector<std::string>{f.etc() + "/out"});
+  CHECK(a.open_files == 256u);
+  CHECK(a.cpu == spoold::duration{30000});
+  CHECK(a.require);
+  CHECK_FALSE(a.uid.has_value());
+  CHECK(a.gid == 0u);
+  const auto& b = r.value.queues[1].sandbox;
+  CHECK(b.enabled);  // [defaults.sandbox] alone applies
+  CHECK(b.path_rules);
+  CHECK(b.read == std::vector<std::string>{"/usr/share/zoneinfo"});
+  const auto& c = r.value.queues[2].sandbox;
+  CHECK(c.uid == 0u);
+  CHECK(c.gid == 0u);  // the user's own group when none is named
+}
+
+TEST_CASE("config: no sandbox table, no sandbox; memory alone sets no path rules", "[config][sandbox]") {
+  config_files f;
+  auto r = f.load(k_one_queue);
+  REQUIRE(r.ok());
+  CHECK_FALSE(r.value.queues[0].sandbox.enabled);
+  r = f.load(std::string(k_one_queue) + "[queue.sandbox]\nmemory = \"1G\"\n");
+  REQUIRE(r.ok());
+  CHECK(r.value.queues[0].sandbox.enabled);
+  CHECK_FALSE(r.value.queues[0].sandbox.path_rules);
+}
+
+TEST_CASE("config: bad sandbox values name the queue, the key and the value", "[config][sandbox]") {
+  config_files f;
+  const auto r = f.load(std::string(k_one_queue) + R"([queue.sandbox]
+user = "no-such-user-spoold"
+group = "no-such-group-spoold"
+read = "/srv"
+write = [1]
+memory = "lots"
+open_files = 3
+cpu = "1500ms"
+core = "no"
+colour = "blue"
+)");
+  CHECK_THAT(problem_at(r, f.path(), 6, 8),
+             StartsWith("queue 'a': sandbox.user = \"no-such-user-spoold\": no such user"));
+  CHECK_THAT(problem_at(r, f.path(), 7, 9),
+             StartsWith("queue 'a': sandbox.group = \"no-such-group-spoold\": no such group"));
+  CHECK_THAT(problem_at(r, f.path(), 8, 8), StartsWith("queue 'a': sandbox.read must be a list of paths"));
+  CHECK_THAT(problem_at(r, f.path(), 9, 10), StartsWith("queue 'a': sandbox.write entries must be non-empty path strings"));
+  CHECK_THAT(problem_at(r, f.path(), 10, 10), StartsWith("queue 'a': sandbox.memory = \"lots\" is not a size"));
+  CHECK_THAT(problem_at(r, f.path(), 11, 14), StartsWith("queue 'a': sandbox.open_files is 3, expected 16 to"));
+  CHECK_THAT(problem_at(r, f.path(), 12, 7), Contains("sandbox.cpu = \"1500ms\": the kernel counts CPU time limits in whole seconds"));
+  CHECK_THAT(problem_at(r, f.path(), 13, 8), StartsWith("queue 'a': sandbox.core must be true or false, not a string"));
+  CHECK_THAT(problem_at(r, f.path(), 14, 1), StartsWith("unknown key 'colour' in the sandbox table of queue 'a'"));
+  CHECK(r.problems.size() == 9);
+  INFO(all_problems(r));
+  const auto t = f.load(std::string(k_one_queue) + "sandbox = 3\n");
+  CHECK_THAT(all_problems(t), Contains("queue 'a': sandbox must be a table"));
+}

@@ -192,6 +192,13 @@ TEST_CASE("task_owners: the host's user, root, and members of dir_group", "[dir_
     CHECK(owners.trusted(65534));
     CHECK_THAT(owners.refusal(65534), Contains("task file owned by uid 65534 (nobody)"));
   }
+  SECTION("the sandbox user: its spoolers rewrite the tasks they retry") {
+    q.sandbox.enabled = true;
+    q.sandbox.uid = 4300;
+    spoold::task_owners owners(q);
+    CHECK(owners.trusted(4300));
+    CHECK_FALSE(owners.trusted(4301));
+  }
 }
 
 TEST_CASE("accounts: membership by a supplementary group", "[dir_trust]") {
