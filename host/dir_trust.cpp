@@ -132,8 +132,9 @@ std::string judge(const dir_facts& f, role r, const queue_config& q) {
   out += "; fix: " + fix;
   if (r == role::holder && (others_write || group_write)) out += " (or chmod +t " + f.path + ", as /tmp is)";
   if (r == role::queue && group_write && !q.dir_gid) {
-    out += ", or, if the members of group " + group + " are to write tasks (a web app's group), set dir_group = \"" +
-           group + "\" for " + who;
+    out += ", or, if the members of group " + group + " are to write tasks (a web app's group), " +
+           (others_write ? "chmod o-w " + f.path + " and " : std::string()) + "set dir_group = \"" + group +
+           "\" for " + who;
   }
   return out;
 }
