@@ -139,6 +139,15 @@ def process_state(pid):
         return None
 
 
+def proc_status(pid, field):
+    """A field of /proc/<pid>/status ("NoNewPrivs" -> "1"), or None."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
 def read_text(path):
     """A log file as text so far ("" if absent), undecodable bytes replaced."""
     try:

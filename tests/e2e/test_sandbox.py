@@ -6,13 +6,12 @@ the kernel's answer; every test runs the same tries in a queue without a
 sandbox, where they succeed, so that a sandbox that did nothing fails.
 """
 import os
-import re
 import shutil
 import subprocess
 import unittest
 
-from support import (SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase, decode_task, enqueue, spoolctl, read_bytes, read_text, task_files,
-                     wait_until)
+from support import (SPOOLD, TEST_PLUGIN_DIR, SpooldTestCase, decode_task, enqueue, proc_status, read_bytes, read_text,
+                     spoolctl, task_files, wait_until)
 
 SANITIZED = os.environ.get("SPOOLD_TEST_SANITIZED") == "1"
 IS_ROOT = os.geteuid() == 0
@@ -30,14 +29,6 @@ def read_tries(path):
         fields = line.split(" ")
         out[fields[0]] = dict(f.split("=", 1) for f in fields[1:])
     return out
-
-
-def proc_field(pid, name):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return line.split(":", 1)[1].strip()
-    return None
 
 
 def proc_limit(pid, title):
@@ -132,13 +123,13 @@ class PathAndLimitRulesTest(SandboxTestCase):
         self.assertTrue(os.path.exists(self.path("out", "boxed.txt")))
         # The process itself: no_new_privs, no core dumps, the file limit.
         pid = int(boxed["read_inside"]["pid"])
-        self.assertEqual(proc_field(pid, "NoNewPrivs"), "1")
+        self.assertEqual(proc_status(pid, "NoNewPrivs"), "1")
         self.assertEqual(proc_limit(pid, "Max core file size"), "0")
         self.assertEqual(proc_limit(pid, "Max open files"), "64")
         if not SANITIZED:
             self.assertEqual(proc_limit(pid, "Max address space"), str(256 << 20))
         free_pid = int(free["read_inside"]["pid"])
-        self.assertEqual(proc_field(free_pid, "NoNewPrivs"), "0")
+        self.assertEqual(proc_status(free_pid, "NoNewPrivs"), "0")
         # The host lives: its spoolers were not replaced, and new tasks run.
         self.assertIn(pid, d.spooler_pids())
         after, _ = self.run_tries(d, "boxed", self.path("boxed.rec"),

@@ -24,7 +24,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
-from support import UnixHTTPConnection as _UnixHTTPConnection, PLUGIN_DIR, SOURCE_DIR, SpooldTestCase, complete_lines, read_text, task_files, wait_until  # noqa: E402
+from support import UnixHTTPConnection as _UnixHTTPConnection, PLUGIN_DIR, SOURCE_DIR, SpooldTestCase, complete_lines, proc_status, read_text, task_files, wait_until  # noqa: E402
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 APP_DIR = os.path.join(HERE, "django_app")
@@ -248,14 +248,6 @@ class DjangoTutorialTest(SpooldTestCase):
         self.assertTrue(printed.startswith(self.dirs["rows"]))
         self.assert_queues_drained(daemon)
         self.assertEqual(daemon.stop(), 0)
-
-
-def proc_status(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return line.split(":", 1)[1].strip()
-    return None
 
 
 if __name__ == "__main__":
