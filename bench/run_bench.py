@@ -53,6 +53,7 @@ CONTENDERS = {
     "spoold-1": ("spoold", 1, "warn"),
     "spoold-2": ("spoold", 2, "warn"),
     "spoold-1-info": ("spoold", 1, "info"),
+    "spoold-1-sandbox": ("spoold", 1, "warn"),
     "spoold-py-1": ("spoold-py", 1, "warn"),
     "spoold-py-2": ("spoold-py", 2, "warn"),
     "uwsgi-1": ("uwsgi", 1, None),
@@ -65,6 +66,7 @@ CONTENDER_TEXT = {
     "spoold-1": "spoold, 1 spooler",
     "spoold-2": "spoold, 2 spoolers",
     "spoold-1-info": "spoold, 1 spooler, log_level info",
+    "spoold-1-sandbox": "spoold, 1 spooler in a [queue.sandbox] (Landlock rules, rlimits, no_new_privs)",
     "spoold-py-1": "spoold python plugin, 1 spooler, uwsgi_handlers.py",
     "spoold-py-2": "spoold python plugin, 2 spoolers, uwsgi_handlers.py",
     "uwsgi-1": "uWSGI spooler, 1 process",
@@ -276,7 +278,8 @@ class Bench:
 
     # --- starting contenders ---
 
-    def spoold_config(self, fs, queue_dir, processes, level, plugin="noop", options=None, plugin_dir=None):
+    def spoold_config(self, fs, queue_dir, processes, level, plugin="noop", options=None, plugin_dir=None,
+                      sandbox=False):
         work = self.work_dir(fs)
         self.seq += 1
         path = os.path.join(work, f"spoold-{self.seq}.toml")
@@ -294,11 +297,17 @@ class Bench:
         if options:
             lines.append("[queue.options]")
             lines += [f'{k} = "{v}"' for k, v in options.items() if v is not None]
+        if sandbox:
+            # Path rules on (only the queue, the plugins and the system's
+            # files), every limit set: what a task's syscalls then cost.
+            lines += ["[queue.sandbox]", "read = []", "write = []", 'memory = "1G"', "open_files = 256",
+                      'cpu = "60s"', "core = false"]
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         return path, os.path.join(work, f"spoold-{self.seq}.log")
 
-    def start(self, kind, processes, level, fs, queue_dir, count_file=None, mode="noop", record_file=None):
+    def start(self, kind, processes, level, fs, queue_dir, count_file=None, mode="noop", record_file=None,
+              sandbox=False):
         """Starts a consumer; returns (Popen, log path)."""
         if kind in ("raw", "raw-lock"):
             p = subprocess.Popen([self.tool("raw_consumer"), queue_dir, "-p", str(processes)]
@@ -314,7 +323,7 @@ class Bench:
                 options["record_file"] = record_file
             elif count_file:
                 options["count_file"] = count_file
-            conf, logfile = self.spoold_config(fs, queue_dir, processes, level, plugin, options)
+            conf, logfile = self.spoold_config(fs, queue_dir, processes, level, plugin, options, sandbox=sandbox)
             lf = open(logfile, "w")
             p = subprocess.Popen([self.spoold, "-c", conf], stdout=lf, stderr=lf)
             lf.close()
@@ -412,7 +421,7 @@ class Bench:
         foreign = ForeignCpu()
         foreign.start()
         t_launch = time.monotonic()
-        p, logfile = self.start(kind, procs, level, fs, d, count_file=count_file)
+        p, logfile = self.start(kind, procs, level, fs, d, count_file=count_file, sandbox=name.endswith("-sandbox"))
         sampler = RssSampler(p.pid) if kind in ("spoold", "spoold-py", "uwsgi") else None
         if sampler:
             sampler.start()
@@ -831,6 +840,7 @@ def build_table(bench, started, finished, load_start, load_end, command):
                   ("spoold-2 / spoold-1", "spoold-2", "spoold-1"), ("spoold-2 / raw-2", "spoold-2", "raw-2"),
                   ("spoold-2 / uwsgi-2", "spoold-2", "uwsgi-2"), ("uwsgi-1 / raw-1", "uwsgi-1", "raw-1"),
                   ("spoold-1-info / spoold-1", "spoold-1-info", "spoold-1"),
+                  ("spoold-1-sandbox / spoold-1", "spoold-1-sandbox", "spoold-1"),
                   ("spoold-py-1 / uwsgi-1", "spoold-py-1", "uwsgi-1"),
                   ("spoold-py-2 / spoold-py-1", "spoold-py-2", "spoold-py-1"),
                   ("spoold-py-1 / spoold-1", "spoold-py-1", "spoold-1")]

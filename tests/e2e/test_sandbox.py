@@ -40,6 +40,22 @@ def proc_limit(pid, title):
     return None
 
 
+def open_objects_of(pid):
+    """The sockets, pipes and anonymous inodes a process holds above stdio
+    ("socket:[123]", "anon_inode:[eventpoll]", "pipe:[456]"). Paths are left
+    out: a spooler opens its queue directory itself, as the master does."""
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        if int(fd) > 2:
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except FileNotFoundError:
+                continue
+            if not target.startswith("/"):
+                out.add(target)
+    return out
+
+
 def toml_list(paths):
     return "[" + ", ".join('"%s"' % p for p in paths) + "]"
 
@@ -130,6 +146,12 @@ class PathAndLimitRulesTest(SandboxTestCase):
             self.assertEqual(proc_limit(pid, "Max address space"), str(256 << 20))
         free_pid = int(free["read_inside"]["pid"])
         self.assertEqual(proc_status(free_pid, "NoNewPrivs"), "0")
+        # None of the master's descriptors (its epoll, inotify, signal pipe,
+        # the other spoolers' sockets) is open in a spooler.
+        master_fds = open_objects_of(d.proc.pid)
+        self.assertIn("anon_inode:[eventpoll]", master_fds)
+        for spooler in (pid, free_pid):
+            self.assertEqual(open_objects_of(spooler) & master_fds, set(), "the master's descriptors in a spooler")
         # The host lives: its spoolers were not replaced, and new tasks run.
         self.assertIn(pid, d.spooler_pids())
         after, _ = self.run_tries(d, "boxed", self.path("boxed.rec"),
