@@ -254,19 +254,33 @@ result<void> apply_sandbox(const queue_config& queue, const host_config& host, p
 
 void limit_task_cpu(const sandbox_config& s) {
   if (!s.enabled || s.cpu.count() == 0) return;
-  rusage usage{};
-  rlimit lim{};
-  if (::getrusage(RUSAGE_SELF, &usage) != 0 || ::getrlimit(RLIMIT_CPU, &lim) != 0) {
+  // The soft limit in force, kept between tasks (a spooler process serves
+  // one queue, from one thread). A limit set earlier that still leaves this
+  // task its budget stays: the kernel counts whole seconds, so the limit
+  // moves about once per second of CPU used, and a task of microseconds
+  // pays for one clock read instead of three syscalls.
+  static rlim_t soft = 0;
+  static rlim_t hard = 0;
+  timespec used{};
+  if (::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used) != 0) {
     spdlog::warn("cannot read the CPU time used (sandbox.cpu is not enforced for this task): {}", errno_text(errno));
     return;
   }
-  // The kernel compares whole seconds of user + system time.
-  const auto used = static_cast<rlim_t>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + 1);
-  const rlim_t budget = used + static_cast<rlim_t>(s.cpu.count() / 1000);
-  lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? budget : std::min(budget, lim.rlim_max);
+  // The smallest whole second at least the budget away: this task gets
+  // between cpu and cpu + 1 seconds, as the kernel's resolution allows.
+  const rlim_t needed = static_cast<rlim_t>(used.tv_sec) + static_cast<rlim_t>(s.cpu.count() / 1000) +
+                        (used.tv_nsec > 0 ? 1 : 0);
+  if (soft >= needed) return;
+  if (hard == 0) {
+    rlimit current{};
+    hard = ::getrlimit(RLIMIT_CPU, &current) == 0 ? current.rlim_max : RLIM_INFINITY;
+  }
+  const rlimit lim{hard == RLIM_INFINITY ? needed : std::min(needed, hard), hard};
   if (::setrlimit(RLIMIT_CPU, &lim) != 0) {
     spdlog::warn("cannot set the task's CPU limit (sandbox.cpu): {}", errno_text(errno));
+    return;
   }
+  soft = lim.rlim_cur;
 }
 
 }  // namespace spoold

@@ -36,8 +36,10 @@ sandbox_review review_sandboxes(const config& c);
 // its sandbox.
 result<void> apply_sandbox(const queue_config& queue, const host_config& host, pid_t master_pid);
 
-// Before each task: a CPU budget of sandbox.cpu from now (a no-op without
-// one). The kernel sends SIGXCPU at the budget and SIGKILL a second later.
+// Before each task: a CPU budget of sandbox.cpu (to the next whole second)
+// from now; a no-op without one. The kernel sends SIGXCPU at the budget,
+// which ends the spooler unless a plugin catches it, and SIGKILL at the hard
+// limit if the host was started with one (LimitCPU=).
 void limit_task_cpu(const sandbox_config& sandbox);
 
 }  // namespace spoold

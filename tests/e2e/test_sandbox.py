@@ -162,6 +162,12 @@ class PathAndLimitRulesTest(SandboxTestCase):
     def test_a_task_past_its_cpu_budget_is_killed_and_failed(self):
         cfg = self.host() + self.queue("q", self.path("q.rec"), ['cpu = "1s"'])
         d = self.daemon(cfg)
+        # The budget is per task: four tasks of 0.6 s of CPU each (2.4 s in
+        # all, in one spooler) are each within it.
+        spoolers = set(d.spooler_pids())
+        short, _ = self.run_tries(d, "q", self.path("q.rec"), [("s%d" % i, ["try=spin", "ms=600"]) for i in range(4)])
+        self.assertEqual([short["s%d" % i]["outcome"] for i in range(4)], ["ok"] * 4)
+        self.assertEqual(set(d.spooler_pids()), spoolers, "no spooler was killed")
         spin = enqueue(self.path("spool/q"), "try=spin", "seconds=30")
         reason = self.failed_reason("q", spin)
         self.assertIn("SIGXCPU", reason)

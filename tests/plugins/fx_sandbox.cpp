@@ -6,7 +6,7 @@
 //           written through that descriptor afterwards (as a plugin keeps the
 //           log file its init() opened).
 // Args:     try = read | write | alloc | exec | spin | open_many, with
-//           path = <file> (read, write, exec), mb = <n> (alloc), seconds = <n> (spin),
+//           path = <file> (read, write, exec), mb = <n> (alloc), seconds = <n> or ms = <n> (spin, wall clock),
 //           count = <n> (open_many), as_uid = <n> (exec: the child switches to this
 //           uid before exec, a control for the setuid test when no sandbox does it).
 // Record:   "<id> try=<what> outcome=ok|<ERRNO name> [output=<the exec'd program's
@@ -131,8 +131,8 @@ int try_exec(const std::string& path, long as_uid, std::string& output) {
   return err;
 }
 
-void spin(long seconds) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+void spin(long ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   volatile unsigned long x = 0;
   while (std::chrono::steady_clock::now() < until) x = x + 1;
 }
@@ -164,7 +164,7 @@ class fx_sandbox final : public spoold::Plugin {
     } else if (what == "exec") {
       err = try_exec(path, number_arg(task, "as_uid", -1), output);
     } else if (what == "spin") {
-      spin(number_arg(task, "seconds", 1));
+      spin(number_arg(task, "ms", 1000 * number_arg(task, "seconds", 1)));
     } else if (what == "open_many") {
       err = try_open_many(number_arg(task, "count", 1));
     } else {
