@@ -295,6 +295,11 @@ queue_target resolve_queue(const std::string& config_file, const std::string& na
     for (const auto& each : loaded.value.queues) known += (known.empty() ? "" : ", ") + each.name;
     throw config_error{"no queue '" + escape_bytes(name) + "' in " + config_file + ": the queues are " + known};
   }
+  if (q->redis) {
+    throw config_error{"queue '" + q->name + "' takes its tasks from the Redis stream " + q->redis->stream + " at " +
+                       q->redis->url.display() +
+                       ": spoolctl works on directory queues only for now (see README, Redis Streams)"};
+  }
   return target_of(*q);
 }
 
@@ -307,7 +312,14 @@ std::vector<queue_target> all_queues(const std::string& config_file) {
     throw config_error{text};
   }
   std::vector<queue_target> out;
-  for (const auto& q : loaded.value.queues) out.push_back(target_of(q));
+  for (const auto& q : loaded.value.queues) {
+    if (q.redis) {
+      std::cerr << "spoolctl: queue '" << q.name << "' (Redis stream " << q.redis->stream
+                << ") is left out: spoolctl works on directory queues only for now\n";
+      continue;
+    }
+    out.push_back(target_of(q));
+  }
   return out;
 }
 
