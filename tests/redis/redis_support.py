@@ -52,12 +52,15 @@ class RedisServer:
         def answers():
             if self.proc.poll() is not None:
                 raise AssertionError("redis-server exited with %d:\n%s" % (self.proc.returncode, self.log()))
+            c = self.client()
             try:
-                return self.client().ping()
+                return c.ping()
             except (redis.exceptions.ConnectionError, redis.exceptions.AuthenticationError, FileNotFoundError):
                 return False
             except redis.exceptions.ResponseError:
                 return True  # answering, wants a password
+            finally:
+                c.close()
         wait_until(answers, 20, what="redis-server to answer on " + self.sock)
         return self
 
@@ -161,11 +164,13 @@ class RedisTestCase(SpooldTestCase):
             self.skipTest("redis-server or python3-redis missing")
         super().setUp()
         self.servers = []
+        self.server_count = 0
         self.redis = self.server()
         self.r = self.redis.client()
 
     def server(self, **kw):
-        d = os.path.join(self.root, "redis%d" % len(self.servers))
+        d = os.path.join(self.root, "redis%d" % self.server_count)
+        self.server_count += 1
         os.mkdir(d, 0o700)
         s = RedisServer(d, **kw).start()
         self.servers.append(s)
