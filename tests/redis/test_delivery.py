@@ -1,5 +1,7 @@
 """A Redis queue's statuses, delays, priorities and malformed entries, each
 as a directory queue's (SPEC §4), with the failed stream in place of failed/."""
+import os
+import signal
 import time
 import unittest
 
@@ -122,8 +124,6 @@ class DeliveryTest(RedisTestCase):
         wait_until(lambda: self.r.xpending(STREAM, "spoold")["pending"] == 1, 20, what="the entry taken")
         wait_until(lambda: d.spooler_pids(), 10, what="a spooler")
         killed_at = time.time()
-        import os
-        import signal
         for pid in d.spooler_pids():
             os.kill(pid, signal.SIGKILL)
         open(gate, "w").close()
