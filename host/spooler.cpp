@@ -33,6 +33,9 @@ class spooler {
       return k_spooler_exit_queue_dir;
     }
     if (queue_.redis) {
+      // What the python plugin shows for uwsgi.spool() (which writes to
+      // directories only).
+      ::setenv("SPOOLD_QUEUE_REDIS", (queue_.redis->stream + " at " + queue_.redis->url.display()).c_str(), 1);
       if (int code = chain_.load(host_, queue_, slot_); code != 0) return code;
       return run_redis_spooler(host_, queue_, socket_, slot_, master_pid_, chain_);
     }
