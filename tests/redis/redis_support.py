@@ -13,7 +13,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
-from support import (PLUGIN_DIR, SPOOLCTL, SPOOLD, TEST_PLUGIN_DIR, Daemon, SpooldTestCase,  # noqa: E402,F401
+from support import (PLUGIN_DIR, SOURCE_DIR, SPOOLCTL, SPOOLD, TEST_PLUGIN_DIR, Daemon, SpooldTestCase,  # noqa: E402,F401
                      read_records, wait_until)
 
 try:
