@@ -284,8 +284,10 @@ config_load load_config(const std::string& path, bool check_plugins) {
       std::string dir;
       r.read_string(t, "dir", section, dir);
       if (q.redis || source == "redis") {
-        if (t.get("dir") != nullptr) {
-          r.problem(t.get("dir")->source(), section + ": dir is not used by a queue with source = \"redis\": remove it");
+        for (const char* key : {"dir", "dir_mode", "file_mode", "dir_group"}) {
+          if (const toml::node* n = t.get(key)) {
+            r.problem(n->source(), section + ": " + key + " is not used by a queue with source = \"redis\": remove it");
+          }
         }
       } else if (t.get("dir") == nullptr) {
         r.problem(t.source(), section + " has no dir: add dir = \"spool/<name>\"");

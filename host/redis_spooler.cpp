@@ -85,13 +85,22 @@ class redis_spooler {
     }
     spdlog::debug("spooler for queue {} ready with {}, consumer {} of group {} on {}", queue_.name, chain_.text(),
                   source_.consumer(), queue_.redis->group, queue_.redis->stream);
+    bool recycling = false;
     while (!stopping()) {
       if (!connected(true)) continue;
+      // Recycled after max_tasks or past max_rss once the outcomes in hand
+      // are applied, however long Redis takes to come back.
+      if (recycling) {
+        if (pending_.empty() || (flush_pending() && pending_.empty())) break;
+        continue;
+      }
       maintain();
       if (conn_ && !conn_->broken()) take_and_handle();
-      if (queue_.max_tasks != 0 && handled_ >= queue_.max_tasks && pending_.empty()) {
+      if (queue_.max_tasks != 0 && handled_ >= queue_.max_tasks) {
         spdlog::info("spooler for queue {} handled {} tasks (max_tasks): recycling", queue_.name, handled_);
-        break;
+        recycling = true;
+      } else if (queue_.max_rss != 0 && handled_ != rss_checked_at_ && rss_past_limit()) {
+        recycling = true;
       }
     }
     // Outcomes in hand reach Redis before we go, if it answers.
@@ -152,6 +161,17 @@ class redis_spooler {
       spdlog::warn("queue {}: {}; reconnecting every 100ms doubling to 5s; {} outcome(s) in hand are kept", queue_.name,
                    e.message, pending_.size());
     }
+  }
+
+  // After a task: true when this process's RSS passed max_rss (it exits
+  // and the master starts a fresh one).
+  bool rss_past_limit() {
+    rss_checked_at_ = handled_;
+    const auto rss = rss_.bytes();
+    if (!rss || *rss <= queue_.max_rss) return false;
+    spdlog::info("spooler for queue {}: resident set {} is past max_rss {}: recycling", queue_.name, mib_text(*rss),
+                 mib_text(queue_.max_rss));
+    return true;
   }
 
   // The streams of the queue every second (a new priority), and the
@@ -323,6 +343,8 @@ class redis_spooler {
   std::vector<spoold_arg> args_;
   std::uint64_t seq_ = 0;
   unsigned handled_ = 0;
+  unsigned rss_checked_at_ = 0;
+  resident_set_reader rss_;  // opened before a sandbox hides /proc
   std::int64_t pause_ms_ = 0;
   std::int64_t down_since_ms_ = -1;
   std::int64_t next_streams_ms_ = 0;

@@ -117,6 +117,15 @@ class DeliveryTest(RedisTestCase):
         self.assertEqual(len(self.records()), 2)
         self.assert_no_errors_logged(d)
 
+    def test_max_tasks_recycles_the_spoolers(self):
+        d = self.start(extra="max_tasks = 2")
+        for i in range(6):
+            enqueue(self.r, STREAM, [("n", str(i))])
+        recs = self.wait_records(6, daemons=[d])
+        self.assertEqual(len({r["pid"] for r in recs}), 3, "one spooler per 2 tasks")
+        d.wait_log("(max_tasks): recycling", count=3)
+        self.assert_no_errors_logged(d)
+
     def test_a_spooler_killed_in_a_task_is_known_at_once_and_its_try_counted(self):
         d = self.start(extra='backoff = "200ms"\nlease = "60s"')
         gate = self.path("gate")

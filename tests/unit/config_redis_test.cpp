@@ -178,3 +178,23 @@ plugin = "log_writer"
   CHECK_THAT(all, Contains(f.at(43, 7) + "queue 'g': stream \"spoold:g\" of h:6379/0 is used by another queue"));
   CHECK(r.problems.size() == 8);
 }
+
+TEST_CASE("config redis: the directory settings of a queue are refused on a Redis queue", "[config][redis]") {
+  redis_config_file f;
+  const auto r = f.load(R"([defaults]
+dir_mode = "0750"
+
+[[queue]]
+name = "a"
+source = "redis"
+url = "redis://h"
+file_mode = "0640"
+dir_group = "root"
+plugin = "log_writer"
+)");
+  const std::string all = problems(r);
+  INFO(all);
+  CHECK_THAT(all, Contains(f.at(8, 13) + "queue 'a': file_mode is not used by a queue with source = \"redis\""));
+  CHECK_THAT(all, Contains(f.at(9, 13) + "queue 'a': dir_group is not used"));
+  CHECK(r.problems.size() == 2);  // [defaults] may hold them for the directory queues
+}
