@@ -293,8 +293,12 @@ std::vector<std::string> redis_source::retry_command(const redis_entry& e, const
 std::vector<std::string> redis_source::fail_command(const redis_entry& e, std::uint32_t attempt,
                                                     const std::string& error) const {
   std::vector<std::string> args = {group_, e.id};
+  // At most k_max_entry_fields pairs: Lua's unpack() has a limit, and an
+  // entry with more is malformed anyway (its reason says how many it had).
+  std::size_t copied = 0;
   for (const auto& [k, v] : e.fields) {
     if (k == "spoold.attempt" || k == "spoold.error") continue;
+    if (++copied > k_max_entry_fields) break;
     args.push_back(k);
     args.push_back(v);
   }
