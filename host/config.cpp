@@ -352,6 +352,12 @@ config_load load_config(const std::string& path, bool check_plugins) {
           r.problem(on->source(), section + ": options must be a table: write [queue.options]");
         }
       }
+      if (q.redis && q.timeout.count() > 0 && q.redis->lease <= q.timeout) {
+        const toml::node* where = t.get("lease") != nullptr ? t.get("lease") : &t;
+        r.problem(where->source(), section + ": lease (" + format_duration(q.redis->lease) + ") is not longer than timeout (" +
+                                       format_duration(q.timeout) +
+                                       "): another host would take a task still running as a dead host's");
+      }
       if (q.backoff_max < q.backoff) {
         r.problem(t.source(), section + ": backoff_max (" + format_duration(q.backoff_max) + ") is less than backoff (" +
                                   format_duration(q.backoff) + ")");

@@ -198,3 +198,18 @@ plugin = "log_writer"
   CHECK_THAT(all, Contains(f.at(9, 13) + "queue 'a': dir_group is not used"));
   CHECK(r.problems.size() == 2);  // [defaults] may hold them for the directory queues
 }
+
+TEST_CASE("config redis: a lease not longer than the timeout is refused", "[config][redis]") {
+  redis_config_file f;
+  const auto r = f.load(R"([[queue]]
+name = "a"
+source = "redis"
+url = "redis://h"
+lease = "30s"
+timeout = "30s"
+plugin = "log_writer"
+)");
+  INFO(problems(r));
+  REQUIRE(r.problems.size() == 1);
+  CHECK_THAT(r.problems[0], Contains(f.at(5, 9) + "queue 'a': lease (30s) is not longer than timeout (30s)"));
+}
