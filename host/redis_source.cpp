@@ -12,12 +12,15 @@ namespace spoold {
 
 namespace {
 
-// Moves the due delayed tasks of every stream (KEYS, in serving order) into
-// their stream, then takes one entry from the first stream that has one,
+// Acknowledges and deletes the entry ARGV[5] of stream ARGV[4] when given
+// (the Ok of the task before: one round trip per task), moves the due
+// delayed tasks of every stream (KEYS, in serving order) into their
+// stream, then takes one entry from the first stream that has one,
 // creating the group where it is missing. Nothing to take: the earliest
 // delayed task's due time in ms, or -1.
 const char* k_take = R"lua(
 local g, c, now = ARGV[1], ARGV[2], ARGV[3]
+if ARGV[4] ~= '' and redis.call('XACK', ARGV[4], g, ARGV[5]) == 1 then redis.call('XDEL', ARGV[4], ARGV[5]) end
 for _, s in ipairs(KEYS) do
   local due = redis.call('ZRANGEBYSCORE', s .. ':delayed', '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(due) do
@@ -230,8 +233,9 @@ result<std::vector<unsigned>> redis_source::priorities(redis_conn& c) {
   return out;
 }
 
-std::vector<std::string> redis_source::take_command(const std::vector<std::string>& streams, std::int64_t now_ms) const {
-  return eval(take_, streams, {group_, consumer_, std::to_string(now_ms)});
+std::vector<std::string> redis_source::take_command(const std::vector<std::string>& streams, std::int64_t now_ms,
+                                                    const std::string& ok_stream, const std::string& ok_id) const {
+  return eval(take_, streams, {group_, consumer_, std::to_string(now_ms), ok_stream, ok_id});
 }
 
 std::optional<redis_entry> redis_source::read_take(const redisReply* r, std::int64_t& next_due_ms) {

@@ -70,9 +70,11 @@ class redis_source {
   // The priorities with a stream (SMEMBERS S:priorities), lowest first.
   result<std::vector<unsigned>> priorities(redis_conn& c);
 
-  // The command that moves due delayed tasks of every stream into it, then
-  // takes at most one entry, from the first stream that has one.
-  std::vector<std::string> take_command(const std::vector<std::string>& streams, std::int64_t now_ms) const;
+  // The command that acknowledges the entry ok_id of ok_stream when given
+  // (as ok_command does), moves due delayed tasks of every stream into it,
+  // then takes at most one entry, from the first stream that has one.
+  std::vector<std::string> take_command(const std::vector<std::string>& streams, std::int64_t now_ms,
+                                        const std::string& ok_stream = {}, const std::string& ok_id = {}) const;
   // Reads take_command's reply: the entry, or nullopt with next_due_ms set
   // to the earliest delayed task (or -1).
   static std::optional<redis_entry> read_take(const redisReply* r, std::int64_t& next_due_ms);

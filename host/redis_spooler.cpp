@@ -201,15 +201,26 @@ class redis_spooler {
 
   // The outcomes in hand, then the next entry, in one round trip.
   void take_and_handle() {
-    std::vector<std::vector<std::string>> commands(pending_.begin(), pending_.end());
-    commands.push_back(source_.take_command(streams_, now_ms()));
+    // The last outcome, when an Ok, rides in the take itself.
+    const bool fold = last_is_ok_ && !pending_.empty();
+    const std::size_t sent = pending_.size() - (fold ? 1 : 0);
+    std::vector<std::vector<std::string>> commands(pending_.begin(),
+                                                   pending_.begin() + static_cast<std::ptrdiff_t>(sent));
+    commands.push_back(fold ? source_.take_command(streams_, now_ms(), ok_stream_, ok_id_)
+                            : source_.take_command(streams_, now_ms()));
     std::vector<std::vector<std::string_view>> views;
     for (const auto& c : commands) views.emplace_back(c.begin(), c.end());
     auto replies = conn_->pipeline(views, k_command_timeout);
     if (!replies) return lost(replies.err());
-    if (!settle_pending(*replies)) return;
+    if (!settle_pending(*replies, sent)) return;
     const redisReply* take = replies->back().get();
+    // A take that failed keeps the folded Ok in hand (applying it twice is
+    // harmless: the second XACK finds nothing).
     if (is_error(take)) return server_error("take an entry", reply_text(take));
+    if (fold) {
+      pending_.clear();
+      last_is_ok_ = false;
+    }
     std::int64_t next_due = -1;
     if (auto e = redis_source::read_take(take, next_due)) return handle(*e);
     std::int64_t block = k_max_block.count();
@@ -222,10 +233,10 @@ class redis_spooler {
     for (const auto& e : *waited) handle(e);
   }
 
-  // Drops from pending_ the outcomes Redis took (the first replies); false
-  // when one needs the scripts loaded again (kept for the next turn).
-  bool settle_pending(const std::vector<redis_reply>& replies) {
-    const std::size_t n = pending_.size();
+  // Drops from pending_ the first n outcomes, which Redis took (the first
+  // replies); false when one needs the scripts loaded again (kept for the
+  // next turn).
+  bool settle_pending(const std::vector<redis_reply>& replies, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
       const redisReply* r = replies[i].get();
       if (is_error(r) && reply_text(r).rfind("NOSCRIPT", 0) == 0) {
@@ -237,7 +248,8 @@ class redis_spooler {
         spdlog::error("queue {}: Redis refused an outcome ({}): {}", queue_.name, pending_[i][0], reply_text(r));
       }
     }
-    pending_.clear();
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+    if (pending_.empty()) last_is_ok_ = false;
     return true;
   }
 
@@ -249,7 +261,12 @@ class redis_spooler {
       lost(replies.err());
       return false;
     }
-    return settle_pending(*replies);
+    return settle_pending(*replies, pending_.size());
+  }
+
+  void push(std::vector<std::string> command) {
+    pending_.push_back(std::move(command));
+    last_is_ok_ = false;
   }
 
   void server_error(const char* doing, const std::string& text) {
@@ -269,11 +286,11 @@ class redis_spooler {
                     .with_status("unparsable")
                     .with_error(t.malformed),
                 "moved to " + queue_.redis->stream + ":failed");
-      pending_.push_back(source_.fail_command(e, t.attempt, t.malformed + " (entry " + e.id + " of " + e.stream + ")"));
+      push(source_.fail_command(e, t.attempt, t.malformed + " (entry " + e.id + " of " + e.stream + ")"));
       return;
     }
     if (auto at = at_ms(t); at && *at > now_ms()) {  // written straight into the stream: not due yet
-      pending_.push_back(source_.retry_command(e, t.task_id, t.attempt, last_error(e), *at));
+      push(source_.retry_command(e, t.task_id, t.attempt, last_error(e), *at));
       return;
     }
     args_.clear();
@@ -286,10 +303,13 @@ class redis_spooler {
     ++handled_;
     log_fields line = chain_.line(t.task_id, v, t.attempt);
     if (v.is(Status::Ok)) {
-      pending_.push_back(source_.ok_command(e));
+      push(source_.ok_command(e));
+      last_is_ok_ = true;
+      ok_stream_ = e.stream;
+      ok_id_ = e.id;
       log_event(spdlog::level::info, line, "");
     } else if (v.is(Status::Ignore)) {
-      pending_.push_back(source_.ignore_command(e));
+      push(source_.ignore_command(e));
       log_event(spdlog::level::info, line, "left unacknowledged, not offered again");
     } else {
       finish(e, t, v.error, v.is(Status::Fail), line);
@@ -306,12 +326,12 @@ class redis_spooler {
     }
     line.error = reason;
     if (give_up) {
-      pending_.push_back(source_.fail_command(e, tries, reason));
+      push(source_.fail_command(e, tries, reason));
       log_event(spdlog::level::warn, line, "moved to " + queue_.redis->stream + ":failed");
       return;
     }
     const duration delay = retry_delay(tries, queue_.backoff, queue_.backoff_max, random_jitter());
-    pending_.push_back(source_.retry_command(e, t.task_id, tries, reason, now_ms() + delay.count()));
+    push(source_.retry_command(e, t.task_id, tries, reason, now_ms() + delay.count()));
     const std::string in = format_duration(delay);
     line.next_try_in = in;
     log_event(spdlog::level::info, line, "");
@@ -340,6 +360,9 @@ class redis_spooler {
   std::optional<redis_conn> conn_;
   std::vector<std::string> streams_;
   std::deque<std::vector<std::string>> pending_;  // outcome commands not yet taken by Redis
+  bool last_is_ok_ = false;  // pending_.back() is the Ok of ok_stream_/ok_id_
+  std::string ok_stream_;
+  std::string ok_id_;
   std::vector<spoold_arg> args_;
   std::uint64_t seq_ = 0;
   unsigned handled_ = 0;
