@@ -5,12 +5,21 @@ import signal
 import time
 import unittest
 
-from redis_support import RedisTestCase, enqueue, redis_toml, wait_until
+from redis_support import RedisTestCase, enqueue, redis, redis_toml, wait_until
+
+redis_errors = redis.exceptions
 
 STREAM = "spoold:rq"
 
 
 class DeliveryTest(RedisTestCase):
+    def pending_count(self):
+        """Entries taken and not acknowledged; 0 before a spooler made the group."""
+        try:
+            return self.r.xpending(STREAM, "spoold")["pending"]
+        except redis_errors.ResponseError:
+            return 0
+
     def start(self, processes=1, extra=""):
         return self.daemon(redis_toml(self.redis.url(), self.path("rec.txt"), processes=processes, extra=extra))
 
@@ -128,11 +137,26 @@ class DeliveryTest(RedisTestCase):
         d.wait_log("(max_tasks): recycling", count=3)
         self.assert_no_errors_logged(d)
 
+    def test_a_reload_replaces_the_spoolers_and_tasks_keep_running(self):
+        d = self.start(processes=2)
+        enqueue(self.r, STREAM, [("n", "before")])
+        self.wait_records(1, daemons=[d])
+        before = set(d.spooler_pids())
+        d.signal(signal.SIGHUP)
+        d.wait_log("reloaded: 1 queue(s)")
+        wait_until(lambda: len(d.spooler_pids()) == 2 and not set(d.spooler_pids()) & before, 30,
+                   what="2 new spoolers")
+        enqueue(self.r, STREAM, [("n", "after")])
+        recs = self.wait_records(2, daemons=[d])
+        self.assertNotIn(int(recs[1]["pid"]), before)
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_errors_logged(d)
+
     def test_a_spooler_killed_in_a_task_is_known_at_once_and_its_try_counted(self):
         d = self.start(extra='backoff = "200ms"\nlease = "60s"')
         gate = self.path("gate")
         tid = enqueue(self.r, STREAM, [("wait_for", gate)])
-        wait_until(lambda: self.r.xpending(STREAM, "spoold")["pending"] == 1, 20, what="the entry taken")
+        wait_until(lambda: self.pending_count() == 1, 20, what="the entry taken")
         wait_until(lambda: d.spooler_pids(), 10, what="a spooler")
         killed_at = time.time()
         for pid in d.spooler_pids():
