@@ -228,6 +228,10 @@ class redis_spooler {
     auto waited = source_.wait(*conn_, streams_, milliseconds(block));
     if (!waited) {
       if (conn_->broken()) return lost(waited.err());
+      // A stream deleted under us (spoolctl purge --all, a FLUSHDB): the
+      // next take creates it and its group again.
+      const std::string& why = waited.err().message;
+      if (why.find("NOGROUP") != std::string::npos || why.find("UNBLOCKED") != std::string::npos) return;
       return server_error("wait for an entry", waited.err().message);
     }
     for (const auto& e : *waited) handle(e);

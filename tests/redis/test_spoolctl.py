@@ -55,6 +55,17 @@ class SpoolctlTest(RedisTestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("takes its tasks from Redis", p.stderr.decode())
 
+    def test_purge_all_under_a_running_host(self):
+        d = self.daemon(open(self.config).read(), name="host.toml")
+        self.ctl("enqueue", "rq", "n=1")
+        self.wait_records(1, daemons=[d])
+        self.ctl("purge", "rq", "--all", "--yes")
+        tid = self.ctl("enqueue", "rq", "n=2").stdout.decode().strip()
+        recs = self.wait_records(2, daemons=[d])
+        self.assertEqual(recs[1]["id"], tid)
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_errors_logged(d)
+
     def test_enqueue_names_an_unreachable_server(self):
         self.redis.stop()
         p = self.ctl("enqueue", "rq", "a=1", check=False)
