@@ -93,6 +93,45 @@ bool valid_queue_name(const std::string& n) {
   return n != "." && n != "..";
 }
 
+// The keys of a queue with source = "redis"; q.redis stays unset when the
+// url is missing or wrong (a problem is reported).
+void read_redis_source(config_reader& r, const toml::table& t, const std::string& section, queue_config& q) {
+  redis_source_config rc;
+  rc.stream = "spoold:" + q.name;
+  r.read_string(t, "url", section, rc.url_text);
+  r.read_string(t, "stream", section, rc.stream);
+  r.read_string(t, "group", section, rc.group);
+  r.read_duration(t, "lease", section, rc.lease);
+  bool ok = true;
+  if (const toml::node* n = t.get("stream"); n != nullptr && rc.stream.empty()) {
+    r.problem(n->source(), section + ": stream is empty");
+    ok = false;
+  }
+  if (const toml::node* n = t.get("group"); n != nullptr && rc.group.empty()) {
+    r.problem(n->source(), section + ": group is empty");
+    ok = false;
+  }
+  if (const toml::node* n = t.get("lease"); n != nullptr && rc.lease.count() < 1000) {
+    r.problem(n->source(), section + ": lease = \"" + format_duration(rc.lease) +
+                               "\" is too short: a host that is merely slow would lose its tasks; use 1s or more");
+    ok = false;
+  }
+  const toml::node* un = t.get("url");
+  if (un == nullptr) {
+    r.problem(t.source(), section + " has source = \"redis\" but no url: add url = \"redis://127.0.0.1:6379/0\"");
+    return;
+  }
+  if (!un->is_string()) return;  // reported by read_string
+  std::string why;
+  auto url = parse_redis_url(rc.url_text, why);
+  if (!url) {
+    r.problem(un->source(), section + ": url = \"" + rc.url_text + "\": " + why);
+    return;
+  }
+  rc.url = std::move(*url);
+  if (ok) q.redis = std::move(rc);
+}
+
 }  // namespace
 
 const queue_config* config::find_queue(const std::string& name) const {
@@ -204,8 +243,9 @@ config_load load_config(const std::string& path, bool check_plugins) {
   } else {
     std::set<std::string> names;
     std::set<std::string> dirs;
+    std::set<std::string> redis_targets;
     std::set<std::string> known = k_queue_settings;
-    known.insert({"name", "dir", "plugin", "options"});
+    known.insert({"name", "dir", "plugin", "options", "source", "url", "stream", "group", "lease"});
     for (const auto& node : *arr) {
       const auto& t = *node.as_table();
       queue_config q = defaults;
@@ -222,9 +262,34 @@ config_load load_config(const std::string& path, bool check_plugins) {
       } else if (!names.insert(q.name).second) {
         r.problem(t.get("name")->source(), "queue name \"" + q.name + "\" is used twice: each queue needs its own name");
       }
+      std::string source = "dir";
+      r.read_string(t, "source", section, source);
+      if (source == "redis") {
+        read_redis_source(r, t, section, q);
+        if (q.redis && !redis_targets.insert(q.redis->url.display() + " " + q.redis->stream).second) {
+          r.problem(t.get("url")->source(), section + ": stream \"" + q.redis->stream + "\" of " +
+                                                q.redis->url.display() +
+                                                " is used by another queue: each queue needs its own stream");
+        }
+      } else if (source != "dir") {
+        r.problem(t.get("source")->source(),
+                  section + ": source = \"" + source + "\": expected \"dir\" (the default) or \"redis\"");
+      } else {
+        for (const char* key : {"url", "stream", "group", "lease"}) {
+          if (const toml::node* n = t.get(key)) {
+            r.problem(n->source(), section + ": " + key + " is a setting of a Redis queue: add source = \"redis\" or remove it");
+          }
+        }
+      }
       std::string dir;
       r.read_string(t, "dir", section, dir);
-      if (t.get("dir") == nullptr) {
+      if (q.redis || source == "redis") {
+        for (const char* key : {"dir", "dir_mode", "file_mode", "dir_group"}) {
+          if (const toml::node* n = t.get(key)) {
+            r.problem(n->source(), section + ": " + key + " is not used by a queue with source = \"redis\": remove it");
+          }
+        }
+      } else if (t.get("dir") == nullptr) {
         r.problem(t.source(), section + " has no dir: add dir = \"spool/<name>\"");
       } else if (!dir.empty()) {
         q.dir = resolve(base, dir);
@@ -286,6 +351,12 @@ config_load load_config(const std::string& path, bool check_plugins) {
         } else {
           r.problem(on->source(), section + ": options must be a table: write [queue.options]");
         }
+      }
+      if (q.redis && q.timeout.count() > 0 && q.redis->lease <= q.timeout) {
+        const toml::node* where = t.get("lease") != nullptr ? t.get("lease") : &t;
+        r.problem(where->source(), section + ": lease (" + format_duration(q.redis->lease) + ") is not longer than timeout (" +
+                                       format_duration(q.timeout) +
+                                       "): another host would take a task still running as a dead host's");
       }
       if (q.backoff_max < q.backoff) {
         r.problem(t.source(), section + ": backoff_max (" + format_duration(q.backoff_max) + ") is less than backoff (" +

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "duration.hpp"
+#include "redis_url.hpp"
 
 namespace spoold {
 
@@ -44,9 +45,22 @@ struct sandbox_config {
   bool require = false;           // refuse to start where Landlock is missing
 };
 
+// Where a queue with source = "redis" takes its tasks (SPEC §7).
+struct redis_source_config {
+  std::string url_text;  // as written, for messages
+  redis_url url;
+  std::string stream;    // default "spoold:<queue name>"
+  std::string group = "spoold";
+  // How long an entry another consumer took may stay unacknowledged before
+  // a spooler takes it over as a dead host's (XAUTOCLAIM), counting a try.
+  duration lease{60 * 1000};
+};
+
 struct queue_config {
   std::string name;
-  std::string dir;                   // absolute
+  std::string dir;                   // absolute; empty for a Redis queue
+  // Unset: the queue is the directory dir. Set: source = "redis".
+  std::optional<redis_source_config> redis;
   std::vector<std::string> plugins;  // the chain, in order
   unsigned processes = 1;
   unsigned max_attempts = 5;

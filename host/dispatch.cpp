@@ -39,7 +39,7 @@ bool dispatcher::dispatch(std::vector<std::unique_ptr<queue_runtime>>& queues, s
   bool hungry = false;
   std::string message;
   for (auto& q : queues) {
-    if (q->retired) continue;
+    if (q->retired || !q->index) continue;  // a Redis queue's spoolers take their own
     const std::size_t depth = pipeline_depth(q->avg_task_ns);
     // Hand out half a pipeline at a time so that spoolers share a burst
     // evenly.

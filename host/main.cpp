@@ -17,6 +17,7 @@
 #include "instance_lock.hpp"
 #include "master.hpp"
 #include "privilege_review.hpp"
+#include "redis_conn.hpp"
 #include "metrics.hpp"
 
 namespace {
@@ -89,6 +90,17 @@ int main(int argc, char** argv) {
   // start.
   const auto privileges = spoold::review_privileges(loaded.value);
   loaded.problems.insert(loaded.problems.end(), privileges.problems.begin(), privileges.problems.end());
+  // A Redis queue's server, within a bounded time: a wrong password or a
+  // key of another type stops --check and the start; a server that does
+  // not answer stops --check, and a start only warns (its spoolers connect
+  // when it is back).
+  std::vector<std::string> redis_warnings;
+  for (const auto& q : loaded.value.queues) {
+    if (!q.redis) continue;
+    auto probe = spoold::probe_redis_queue(q.name, q.redis->url, q.redis->stream, std::chrono::seconds(3));
+    auto& into = probe.unreachable && !check ? redis_warnings : loaded.problems;
+    into.insert(into.end(), probe.problems.begin(), probe.problems.end());
+  }
   if (check) {
     // The port a host running on this very file listens on is its own.
     const bool running = std::filesystem::exists(config_path) && !spoold::instance_lock::acquire(loaded.value.path);
@@ -109,5 +121,6 @@ int main(int argc, char** argv) {
   spoold::setup_logging(loaded.value.host.log_level, loaded.value.host.log_format, "master");
   for (const auto& n : privileges.notes) spdlog::info("{}", n);
   for (const auto& w : privileges.warnings) spdlog::warn("{}", w);
+  for (const auto& w : redis_warnings) spdlog::warn("{}: its spoolers connect when it answers", w);
   return spoold::run_master(std::move(loaded.value), std::move(*instance));
 }

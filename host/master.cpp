@@ -114,9 +114,10 @@ class master {
     const std::int64_t real = now_ns();
     for (auto& q : queues_) {
       if (q->retired) continue;
+      if (q->respawn_at > mono) wake = std::min(wake, q->respawn_at);
+      if (!q->index) continue;
       const std::int64_t due = q->index->next_wakeup();
       if (due != k_never) wake = std::min(wake, mono + std::max<std::int64_t>(0, due - real));
-      if (q->respawn_at > mono) wake = std::min(wake, q->respawn_at);
     }
     wake = std::min(wake, pool_->next_deadline(k_stall_ns));
     wake = std::min(wake, next_rescan_);
@@ -256,8 +257,17 @@ class master {
   // disk but the count of failed/.
   void on_status_requested() {
     for (auto& q : queues_) {
-      const auto c = q->index->count();
       const auto [alive, ready] = pool_->count(q.get());
+      if (!q->index) {
+        status_counts line;
+        line.queue = q->cfg.name;
+        line.counts = {{"spoolers", alive}, {"ready", ready}, {"restarts", q->restarts}};
+        const std::string note = "(Redis stream " + q->cfg.redis->stream + " at " + q->cfg.redis->url.display() + ")";
+        line.note = note;
+        log_status_line(line);
+        continue;
+      }
+      const auto c = q->index->count();
       status_counts line;
       line.queue = q->cfg.name;
       line.counts = {{"pending", c.pending},         {"delayed", c.delayed},     {"ignored", c.ignored},
@@ -275,7 +285,7 @@ class master {
     const std::int64_t mono = monotonic_ns();
     if (mono >= next_rescan_) {
       for (auto& q : queues_) {
-        if (q->retired) continue;
+        if (q->retired || !q->index) continue;
         q->index->rescan();
         q->dir->remove_stale_temp_files(k_stale_temp_age_ns, now_ns(), true);
       }
@@ -314,11 +324,13 @@ class master {
         pos += sizeof(inotify_event) + e->len;
         if ((e->mask & IN_Q_OVERFLOW) != 0) {
           spdlog::warn("inotify queue overflowed: rescanning every queue");
-          for (auto& q : queues_) q->index->rescan();
+          for (auto& q : queues_) {
+            if (q->index) q->index->rescan();
+          }
           continue;
         }
         for (auto& q : queues_) {
-          if (q->index->owns(e->wd)) {
+          if (q->index && q->index->owns(e->wd)) {
             q->index->on_event(*e);
             break;
           }

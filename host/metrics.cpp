@@ -340,6 +340,7 @@ void metrics_publisher::on_turn(const std::vector<std::unique_ptr<queue_runtime>
     for (const auto& q : queues) {
       if (q->cfg.name != name) continue;
       if (!q->retired) s.dir = q->cfg.dir;
+      if (!q->index) continue;
       const auto c = q->index->count();
       s.pending += c.pending;
       s.delayed += c.delayed;

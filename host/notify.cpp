@@ -60,6 +60,7 @@ void service_notifier::send_status(const std::vector<std::unique_ptr<queue_runti
   for (const auto& q : queues) {
     if (q->retired) continue;
     ++live;
+    if (!q->index) continue;
     const auto c = q->index->count();
     pending += c.pending;
     delayed += c.delayed;

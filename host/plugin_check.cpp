@@ -58,6 +58,7 @@ void drop_plugin_log(void*, std::int32_t, const char*, std::size_t) {}
   // As in a spooler (spooler.cpp): plugins that write tasks into their own
   // queue read its directory here.
   ::setenv("SPOOLD_QUEUE_DIR", q.dir.c_str(), 1);
+  if (q.redis) ::setenv("SPOOLD_QUEUE_REDIS", (q.redis->stream + " at " + q.redis->url.display()).c_str(), 1);
   std::vector<std::unique_ptr<loaded_plugin>> chain;
   for (const auto& name : q.plugins) {
     write_line(out_fd, "stage " + name + " load");

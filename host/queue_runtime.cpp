@@ -6,6 +6,11 @@
 namespace spoold {
 
 result<std::unique_ptr<queue_runtime>> open_queue(const queue_config& q, int inotify_fd) {
+  if (q.redis) {  // its spoolers talk to the server; the master only supervises them
+    auto rt = std::make_unique<queue_runtime>();
+    rt->cfg = q;
+    return rt;
+  }
   auto dir = queue_dir::open(q);
   if (!dir) return dir.err();
   // Again now that the directory exists: --check and the start judged a

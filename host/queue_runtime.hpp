@@ -13,6 +13,7 @@ namespace spoold {
 
 struct queue_runtime {
   queue_config cfg;
+  // Both null for a Redis queue, whose spoolers take their own tasks.
   std::unique_ptr<queue_dir> dir;
   std::unique_ptr<queue_index> index;
   bool retired = false;           // removed by a reload: no new spoolers, no new tasks

@@ -7,6 +7,15 @@
 
 namespace spoold {
 
+namespace {
+// The same directory, or the same stream of the same server.
+bool same_source(const queue_config& a, const queue_config& b) {
+  if (a.redis.has_value() != b.redis.has_value()) return false;
+  if (!a.redis) return a.dir == b.dir;
+  return a.redis->url.display() == b.redis->url.display() && a.redis->stream == b.redis->stream;
+}
+}  // namespace
+
 std::unique_ptr<pending_reload> begin_reload(const std::string& path) {
   spdlog::info("SIGHUP: re-reading {}", path);
   auto loaded = load_config(path);
@@ -34,14 +43,14 @@ void apply_reload(config& current, config next, std::vector<std::unique_ptr<queu
   std::vector<std::unique_ptr<queue_runtime>> added;
   for (const auto& q : next.queues) {
     auto same = std::find_if(queues.begin(), queues.end(),
-                             [&](const auto& rt) { return rt && !rt->retired && rt->cfg.dir == q.dir; });
+                             [&](const auto& rt) { return rt && !rt->retired && same_source(rt->cfg, q); });
     if (same != queues.end()) {
       auto& rt = *same;
       rt->cfg = q;
       rt->deaths_in_a_row = 0;
       rt->respawn_at = 0;
-      rt->dir->clear_ignored();
-      rt->index->forget_ignored();
+      if (rt->dir) rt->dir->clear_ignored();
+      if (rt->index) rt->index->forget_ignored();
       kept.push_back(std::move(rt));
       continue;
     }

@@ -102,7 +102,12 @@ result<unique_fd> build_ruleset(const queue_config& queue, const host_config& ho
   for (const auto& p : queue.sandbox.write) {
     if (auto r = add(p, handled, false); !r) return r.err();
   }
-  if (auto r = add(queue.dir, handled, false); !r) return r.err();
+  // A Redis queue has no directory. Its spoolers connect before the sandbox
+  // applies; Landlock's filesystem rules do not cover connect(), so a
+  // reconnection to a unix socket or TCP is not refused by them.
+  if (!queue.dir.empty()) {
+    if (auto r = add(queue.dir, handled, false); !r) return r.err();
+  }
   return ruleset;
 }
 

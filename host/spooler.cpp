@@ -10,24 +10,15 @@
 
 #include "finish_try.hpp"
 #include "logging.hpp"
-#include "plugin_loader.hpp"
+#include "plugin_chain.hpp"
 #include "queue_dir.hpp"
+#include "redis_spooler.hpp"
 #include "sandbox.hpp"
 #include "spooler_process.hpp"
 
 namespace spoold {
 
 namespace {
-
-const char* status_name(std::int32_t s) {
-  switch (s) {
-    case static_cast<int>(Status::Ok): return "ok";
-    case static_cast<int>(Status::Retry): return "retry";
-    case static_cast<int>(Status::Fail): return "fail";
-    case static_cast<int>(Status::Ignore): return "ignore";
-    default: return "unknown";
-  }
-}
 
 class spooler {
  public:
@@ -41,6 +32,13 @@ class spooler {
       spdlog::error("spooler for queue {}: {}", queue_.name, io_error("chdir " + host_.base_dir, errno).message);
       return k_spooler_exit_queue_dir;
     }
+    if (queue_.redis) {
+      // What the python plugin shows for uwsgi.spool() (which writes to
+      // directories only).
+      ::setenv("SPOOLD_QUEUE_REDIS", (queue_.redis->stream + " at " + queue_.redis->url.display()).c_str(), 1);
+      if (int code = chain_.load(host_, queue_, slot_); code != 0) return code;
+      return run_redis_spooler(host_, queue_, socket_, slot_, master_pid_, chain_);
+    }
     auto dir = queue_dir::open(queue_);
     if (!dir) {
       spdlog::error("spooler for queue {}: {}", queue_.name, dir.err().message);
@@ -50,8 +48,7 @@ class spooler {
     // Plugins that write tasks into their own queue (python's uwsgi.spool())
     // read its directory here; the plugin API does not carry it.
     ::setenv("SPOOLD_QUEUE_DIR", queue_.dir.c_str(), 1);
-    if (int code = load_chain(); code != 0) return code;
-    chain_text_ = chain_names();
+    if (int code = chain_.load(host_, queue_, slot_); code != 0) return code;
     // After init() (which may open its log file or connect its database as
     // the host's user), before the first task.
     if (auto sandboxed = apply_sandbox(queue_, host_, master_pid_); !sandboxed) {
@@ -65,7 +62,7 @@ class spooler {
       spdlog::error("spooler for queue {}: {}", queue_.name, sent.err().message);
       return k_spooler_exit_socket;
     }
-    spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_text_);
+    spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_.text());
     std::vector<char> buf(k_max_message);
     std::deque<assignment> todo;
     std::vector<report> done;
@@ -127,26 +124,6 @@ class spooler {
     return sent.ok();
   }
 
-  int load_chain() {
-    for (const auto& name : queue_.plugins) {
-      slot_->init_plugin.store(static_cast<std::uint32_t>(chain_.size()));
-      auto loaded = load_plugin(host_, name);
-      if (!loaded) {
-        spdlog::error("spooler for queue {}: {}", queue_.name, loaded.err().message);
-        return k_spooler_exit_plugin;
-      }
-      log_contexts_.push_back(std::make_unique<plugin_log_context>(plugin_log_context{name, queue_.name}));
-      if (auto init = (*loaded)->init(queue_.name, queue_.options, log_contexts_.back().get(), &plugin_log,
-                                      queue_.plugins.size());
-          !init) {
-        spdlog::error("spooler for queue {}: {}", queue_.name, init.err().message);
-        return k_spooler_exit_plugin;
-      }
-      chain_.push_back(std::move(*loaded));
-    }
-    return 0;
-  }
-
   // After a task: true when this process's RSS passed the queue's max_rss,
   // so that the spooler exits and the master starts a fresh one.
   bool rss_past_limit(const std::string& task) {
@@ -162,12 +139,6 @@ class spooler {
     spdlog::info("spooler for queue {}: resident set {} after task {} is past max_rss {}: recycling", queue_.name,
                  mib_text(*rss), task, mib_text(queue_.max_rss));
     return true;
-  }
-
-  std::string chain_names() const {
-    std::string out;
-    for (const auto& p : chain_) out += (out.empty() ? "" : " -> ") + p->name();
-    return out;
   }
 
   report take(const assignment& a, bool& ran_plugin) {
@@ -278,53 +249,12 @@ class spooler {
     for (const auto& kv : task.view.args) {
       args.push_back({{kv.key.data(), kv.key.size()}, {kv.value.data(), kv.value.size()}});
     }
-    spoold_task_view view{sizeof(spoold_task_view),
-                          task.attempt,
-                          {task.ref.name.data(), task.ref.name.size()},
-                          {queue_.name.data(), queue_.name.size()},
-                          args.data(),
-                          args.size(),
-                          {task.view.body.data(), task.view.body.size()}};
-    std::int32_t status = static_cast<std::int32_t>(Status::Ignore);
-    std::string error_text;
-    const loaded_plugin* decided_by = nullptr;
-    for (const auto& plugin : chain_) {
-      handle_outcome o = plugin->handle(view);
-      if (o.failed) {
-        status = static_cast<std::int32_t>(Status::Fail);
-        error_text = "plugin '" + plugin->name() + "' failed the task: " + o.error;
-        decided_by = plugin.get();
-        break;
-      }
-      if (o.threw) {
-        status = static_cast<std::int32_t>(Status::Retry);
-        error_text = "plugin '" + plugin->name() + "' threw: " + o.error;
-        decided_by = plugin.get();
-        break;
-      }
-      if (o.status == static_cast<std::int32_t>(Status::Ignore)) continue;
-      decided_by = plugin.get();
-      status = o.status;
-      if (status != static_cast<std::int32_t>(Status::Ok) && status != static_cast<std::int32_t>(Status::Retry) &&
-          status != static_cast<std::int32_t>(Status::Fail)) {
-        error_text = "plugin '" + plugin->name() + "' returned " + std::to_string(status) +
-                     ", which is not a Status (Ok -2, Retry -1, Fail -3, Ignore 0): treated as Retry";
-        status = static_cast<std::int32_t>(Status::Retry);
-      } else if (!o.error.empty()) {  // the reason of task.retry() / task.fail()
-        error_text = "plugin '" + plugin->name() + "' returned " +
-                     (status == static_cast<std::int32_t>(Status::Fail) ? "Fail: " : "Retry: ") + o.error;
-      }
-      break;
-    }
+    chain_verdict verdict = chain_.run(task.attempt, task.ref.name, args, task.view.body);
+    const std::int32_t status = verdict.status;
     decided = status;
     const std::int64_t took_ns = monotonic_ns() - started;
-    const double took_ms = static_cast<double>(took_ns) / 1e6;
-    const std::string& plugin_name = decided_by != nullptr ? decided_by->name() : chain_text_;
-    log_fields line = log_fields::about_task(task.ref.name, queue_.name)
-                          .with_plugin(plugin_name)
-                          .with_status(status_name(status))
-                          .with_attempt(task.attempt)
-                          .with_duration_ms(took_ms);
+    verdict.took_ns = took_ns;
+    log_fields line = chain_.line(task.ref.name, verdict, task.attempt);
     if (status == static_cast<std::int32_t>(Status::Ignore)) {
       if (auto listed = dir_->record_ignored(task); !listed) {
         log_event(spdlog::level::warn, log_fields::about_task(task.ref.name, queue_.name).with_error(listed.err().message),
@@ -344,7 +274,6 @@ class spooler {
       return outcome::done;
     }
     const bool by_fail = status == static_cast<std::int32_t>(Status::Fail);
-    if (error_text.empty()) error_text = "plugin '" + plugin_name + "' returned " + (by_fail ? "Fail" : "Retry");
     // Only here, off the Ok path: what the task's history keeps of this try.
     const std::int64_t now = now_ns();
     try_facts facts;
@@ -352,7 +281,7 @@ class spooler {
     facts.started_ns = now - took_ns;
     facts.pid = ::getpid();
     facts.duration_ns = took_ns;
-    try_end end = finish_try(*dir_, task, std::move(error_text), by_fail, now, facts);
+    try_end end = finish_try(*dir_, task, std::move(verdict.error), by_fail, now, facts);
     due_ns = end.due_ns;
     line.error = end.error;
     if (end.result == outcome::io_error) {
@@ -373,9 +302,7 @@ class spooler {
   spooler_slot* slot_;
   pid_t master_pid_;
   std::unique_ptr<queue_dir> dir_;
-  std::vector<std::unique_ptr<plugin_log_context>> log_contexts_;
-  std::vector<std::unique_ptr<loaded_plugin>> chain_;
-  std::string chain_text_;             // "a -> b", for log lines
+  plugin_chain chain_;
   std::vector<spoold_arg> args_;       // reused for every task
   resident_set_reader rss_;  // opened before a sandbox hides /proc
   bool rss_unreadable_logged_ = false;

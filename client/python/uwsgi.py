@@ -13,7 +13,13 @@ Where tasks go:
       each call, or ``uwsgi.set_spool_dir(path)``, which wins over it;
     - a ``spooler`` key in the dict names another directory (absolute), as
       under uWSGI; the key stays in the file, as uWSGI leaves it.
-With neither, spool() raises SpoolError saying to set SPOOLD_SPOOL_DIR.
+    - a Redis queue by name: the environment variables SPOOLD_REDIS_URL
+      (spoold's url forms) and SPOOLD_REDIS_QUEUE (the queue's name; its
+      stream is spoold:<name>, or SPOOLD_REDIS_STREAM names another), or
+      ``uwsgi.set_spool_redis(url, queue)``; used when no directory is set
+      and the dict has no ``spooler`` key. Writing is spoolredis.enqueue()
+      (redis-py); the return value is then the task id, as bytes.
+With none, spool() raises SpoolError saying to set SPOOLD_SPOOL_DIR.
 
 spool() follows uWSGI 2.0's ``uwsgi.spool()`` (plugins/python/uwsgi_pymodule.c
 py_uwsgi_send_spool and core/spooler.c uwsgi_spool_request):
@@ -51,7 +57,7 @@ import re
 import spoolclient
 
 __all__ = ["SPOOL_OK", "SPOOL_RETRY", "SPOOL_IGNORE", "SpoolError", "spool", "send_to_spooler",
-           "set_spool_dir", "spool_dir", "masterpid", "i_am_the_spooler"]
+           "set_spool_dir", "spool_dir", "set_spool_redis", "masterpid", "i_am_the_spooler"]
 
 SPOOL_OK = -2
 SPOOL_RETRY = -1
@@ -66,6 +72,10 @@ spooler = None
 
 _AT_RE = re.compile(rb"\A[0-9]+(\.[0-9]*)?\Z")
 _explicit_dir = None
+_explicit_redis = None
+ENV_REDIS_URL = "SPOOLD_REDIS_URL"
+ENV_REDIS_QUEUE = "SPOOLD_REDIS_QUEUE"
+ENV_REDIS_STREAM = "SPOOLD_REDIS_STREAM"
 
 
 class SpoolError(ValueError):
@@ -88,6 +98,32 @@ def set_spool_dir(path):
     """Makes path the default queue directory of spool(), over SPOOLD_SPOOL_DIR; None goes back to the variable."""
     global _explicit_dir
     _explicit_dir = None if path is None else _absolute_dir(path, "set_spool_dir()'s path")
+
+
+def set_spool_redis(url, queue=None, stream=None):
+    """Makes spool() write to the Redis queue named queue (stream spoold:<queue>, or stream) at url,
+    when no directory is set; None goes back to the environment variables."""
+    global _explicit_redis
+    if url is None:
+        _explicit_redis = None
+        return
+    if not queue and not stream:
+        raise SpoolError("set_spool_redis(): give the queue's name (or its stream)")
+    _explicit_redis = (url, stream or "spoold:" + queue)
+
+
+def _spool_redis():
+    """(url, stream) of the Redis queue spool() writes to, or None."""
+    if _explicit_redis is not None:
+        return _explicit_redis
+    url = os.environ.get(ENV_REDIS_URL)
+    if not url:
+        return None
+    stream = os.environ.get(ENV_REDIS_STREAM) or (
+        "spoold:" + os.environ[ENV_REDIS_QUEUE] if os.environ.get(ENV_REDIS_QUEUE) else None)
+    if not stream:
+        raise SpoolError(f"uwsgi.spool(): {ENV_REDIS_URL} is set but not {ENV_REDIS_QUEUE}: name the Redis queue")
+    return url, stream
 
 
 def spool_dir():
@@ -212,6 +248,9 @@ def spool(*args, **kwargs):
     target = _check_special(pairs)
     if target is None:
         target = spool_dir()
+        redis_queue = _spool_redis() if target is None else None
+        if redis_queue is not None:
+            return _spool_to_redis(redis_queue, pairs, _take_body(task))
         if target is None:
             raise SpoolError(f"uwsgi.spool(): no spool directory: set the environment variable {ENV_SPOOL_DIR} "
                              "to the absolute path of the queue directory spoold consumes (or call "
@@ -225,6 +264,17 @@ def spool(*args, **kwargs):
         raise SpoolError(f"uwsgi.spool(): cannot write the task into {target}: {e}") from e
     priority = [os.fsdecode(v) for k, v in pairs if k == b"priority"]
     return os.fsencode(os.path.join(target, *priority, task_id))
+
+
+def _spool_to_redis(queue, pairs, body):
+    import spoolredis
+    url, stream = queue
+    try:
+        return spoolredis.enqueue(url, stream, pairs, body=body).encode()
+    except (TypeError, ValueError) as e:
+        raise SpoolError(f"uwsgi.spool(): {e}") from e
+    except spoolredis.SpoolRedisError as e:
+        raise SpoolError(f"uwsgi.spool(): {e}") from e
 
 
 send_to_spooler = spool

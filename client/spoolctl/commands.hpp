@@ -54,6 +54,16 @@ int run_why(const queue_target& queue, const std::string& id, bool json);
 // Exit 0 when nothing is left, 1 when something is.
 int run_fsck(const queue_target& queue, bool repair, bool json);
 
+// The same commands on a Redis queue (redis_queue.cpp); why and fsck have
+// no Redis form.
+struct queue_config;
+int run_redis_enqueue(const queue_config& q, const enqueue_options& options);
+int run_redis_ls(const queue_config& q, bool json);
+int run_redis_show(const queue_config& q, const std::string& id, bool json);
+int run_redis_retry(const queue_config& q, const std::string& id);
+int run_redis_purge(const queue_config& q, bool everything, bool yes);
+int run_redis_stats(const std::vector<const queue_config*>& queues, bool json);
+
 // Prints "spoolctl: message" on stderr.
 void report(const std::string& message);
 

@@ -43,19 +43,10 @@ result<std::string> read_body_file(const std::string& path) {
 
 }  // namespace
 
-int run_enqueue(const queue_target& queue, const enqueue_options& options) {
-  struct stat st {};
-  if (!options.create_dir && ::stat(queue.dir.c_str(), &st) != 0 && errno == ENOENT) {
-    report("the directory " + queue.dir +
-           " does not exist: check the path, or add --create-dir to create it (mode 0700)");
-    return exit_usage;
-  }
-  task_request request;
+int make_request(const enqueue_options& options, task_request& request) {
   request.args = options.args;
   request.priority = options.priority;
   request.sync = options.sync;
-  request.file_mode = queue.file_mode;
-  request.dir_mode = queue.dir_mode;
   if (options.body) {
     request.body = *options.body;
   } else if (options.body_file) {
@@ -86,6 +77,20 @@ int run_enqueue(const queue_target& queue, const enqueue_options& options) {
     }
     return exit_usage;
   }
+  return exit_ok;
+}
+
+int run_enqueue(const queue_target& queue, const enqueue_options& options) {
+  struct stat st {};
+  if (!options.create_dir && ::stat(queue.dir.c_str(), &st) != 0 && errno == ENOENT) {
+    report("the directory " + queue.dir +
+           " does not exist: check the path, or add --create-dir to create it (mode 0700)");
+    return exit_usage;
+  }
+  task_request request;
+  if (int code = make_request(options, request); code != exit_ok) return code;
+  request.file_mode = queue.file_mode;
+  request.dir_mode = queue.dir_mode;
   const std::string id = make_task_name();
   auto written = enqueue_task(queue.dir, request, id);
   if (!written) {

@@ -307,7 +307,10 @@ std::vector<queue_target> all_queues(const std::string& config_file) {
     throw config_error{text};
   }
   std::vector<queue_target> out;
-  for (const auto& q : loaded.value.queues) out.push_back(target_of(q));
+  for (const auto& q : loaded.value.queues) {
+    if (q.redis) continue;  // run_redis_stats
+    out.push_back(target_of(q));
+  }
   return out;
 }
 
@@ -375,6 +378,35 @@ int run(int argc, char** argv) {
                       " and contain no '/' (see spoolctl ls)"};
   }
 
+  if (config_file) {
+    // A Redis queue: the same commands on its keys (why and fsck have no
+    // Redis form).
+    config_load loaded = load_config(*config_file, false);
+    std::vector<const queue_config*> redis_queues;
+    for (const auto& q : loaded.value.queues) {
+      if (q.redis && (!queue_name || q.name == *queue_name)) redis_queues.push_back(&q);
+    }
+    if (loaded.ok() && queue_name && !redis_queues.empty()) {
+      const queue_config& q = *redis_queues.front();
+      if (command == "enqueue") return run_redis_enqueue(q, *enqueue);
+      if (command == "ls") return run_redis_ls(q, json);
+      if (command == "show") return run_redis_show(q, id, json);
+      if (command == "retry") return run_redis_retry(q, id);
+      if (command == "stats") return run_redis_stats(redis_queues, json);
+      if (command == "purge") return run_redis_purge(q, all, flag(cl, "--yes"));
+      throw config_error{command + " reads a queue directory: queue '" + q.name + "' takes its tasks from Redis"};
+    }
+    if (loaded.ok() && command == "stats" && !queue_name && !redis_queues.empty()) {
+      const auto dirs = all_queues(*config_file);
+      if (json && !dirs.empty()) {
+        throw config_error{"stats --json without QUEUE covers directory and Redis queues in two documents: "
+                           "give a QUEUE"};
+      }
+      const int first = dirs.empty() ? exit_ok : run_stats(dirs, json);
+      const int second = run_redis_stats(redis_queues, json);
+      return first != exit_ok ? first : second;
+    }
+  }
   if (command == "stats" && config_file && !queue_name) return run_stats(all_queues(*config_file), json);
   const queue_target queue = config_file ? resolve_queue(*config_file, *queue_name)
                                          : queue_target{"directory " + *dir, "", *dir, 0600, 0700, "", std::nullopt};

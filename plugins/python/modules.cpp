@@ -89,6 +89,12 @@ PyObject* spool(PyObject*, PyObject* args, PyObject* kw) {
     }
     request.args.push_back(std::move(arg));
   }
+  if (target.empty() && !g_context.queue_redis.empty()) {
+    return PyErr_Format(PyExc_ValueError,
+                        "uwsgi.spool(): queue '%s' takes its tasks from Redis (%s); uwsgi.spool() writes to queue "
+                        "directories only for now: give the key spooler",
+                        g_context.queue.c_str(), g_context.queue_redis.c_str());
+  }
   if (target.empty()) {
     return PyErr_Format(PyExc_ValueError, "uwsgi.spool(): this spooler does not know its queue directory "
                                           "(SPOOLD_QUEUE_DIR was not set): give the key spooler");

@@ -25,6 +25,9 @@ inline constexpr int k_spool_fail = static_cast<int>(Status::Fail);
 struct process_context {
   std::string queue;      // the queue's name
   std::string queue_dir;  // its directory, absolute: uwsgi.opt["spooler"] and where uwsgi.spool() writes
+  // A Redis queue's "<stream> at <server>" (SPOOLD_QUEUE_REDIS); queue_dir
+  // is then empty.
+  std::string queue_redis;
   long master_pid = 0;    // the spoold master
   const Task* task = nullptr;  // the task being handled, null between calls
 };

@@ -105,7 +105,11 @@ class python_plugin final : public Plugin {
     process_context& pc = context();
     pc.queue = queue_;
     const char* dir = ::getenv("SPOOLD_QUEUE_DIR");
-    if (dir == nullptr || *dir == '\0') {
+    const char* redis = ::getenv("SPOOLD_QUEUE_REDIS");
+    if (redis != nullptr && *redis != '\0') {
+      pc.queue_redis = redis;
+      dir = "";
+    } else if (dir == nullptr || *dir == '\0') {
       throw std::runtime_error("SPOOLD_QUEUE_DIR is not set; spoold sets it in each spooler process (is this host "
                                "older than the python plugin?)");
     }

@@ -1,0 +1,380 @@
+#include "redis_source.hpp"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+
+#include <hiredis/hiredis.h>
+
+namespace spoold {
+
+namespace {
+
+// Acknowledges and deletes the entry ARGV[5] of stream ARGV[4] when given
+// (the Ok of the task before: one round trip per task), moves the due
+// delayed tasks of every stream (KEYS, in serving order) into their
+// stream, then takes one entry from the first stream that has one,
+// creating the group where it is missing. Nothing to take: the earliest
+// delayed task's due time in ms, or -1.
+const char* k_take = R"lua(
+local g, c, now = ARGV[1], ARGV[2], ARGV[3]
+if ARGV[4] ~= '' and redis.call('XACK', ARGV[4], g, ARGV[5]) == 1 then redis.call('XDEL', ARGV[4], ARGV[5]) end
+for _, s in ipairs(KEYS) do
+  local due = redis.call('ZRANGEBYSCORE', s .. ':delayed', '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(due) do
+    local k = s .. ':task:' .. id
+    local f = redis.call('LRANGE', k, 0, -1)
+    if #f > 0 then redis.call('XADD', s, '*', unpack(f)) end
+    redis.call('DEL', k)
+    redis.call('ZREM', s .. ':delayed', id)
+  end
+end
+for _, s in ipairs(KEYS) do
+  local r = redis.pcall('XREADGROUP', 'GROUP', g, c, 'COUNT', 1, 'STREAMS', s, '>')
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'NOGROUP', 1, true) ~= 1 then return r end
+    redis.call('XGROUP', 'CREATE', s, g, '0', 'MKSTREAM')
+    r = redis.call('XREADGROUP', 'GROUP', g, c, 'COUNT', 1, 'STREAMS', s, '>')
+  end
+  if r then return r end
+end
+local next = -1
+for _, s in ipairs(KEYS) do
+  local first = redis.call('ZRANGE', s .. ':delayed', 0, 0, 'WITHSCORES')
+  if #first > 0 and (next < 0 or tonumber(first[2]) < next) then next = tonumber(first[2]) end
+end
+return next
+)lua";
+
+const char* k_ok = R"lua(
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+)lua";
+
+// KEYS: the stream, its delayed zset, the task's list; ARGV: group, entry
+// id, due ms, task id, the fields.
+const char* k_retry = R"lua(
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[3])
+redis.call('RPUSH', KEYS[3], unpack(ARGV, 5))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('SREM', KEYS[1] .. ':ignored', ARGV[2])
+return 1
+)lua";
+
+// KEYS: the stream, the failed stream; ARGV: group, entry id, the fields.
+const char* k_fail = R"lua(
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('SREM', KEYS[1] .. ':ignored', ARGV[2])
+return 1
+)lua";
+
+// KEYS: a stream; ARGV: group, a dead consumer, this consumer. Claims what
+// the dead one held and removes it once it holds nothing.
+const char* k_take_over = R"lua(
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 100, ARGV[2])
+local ids = {}
+for i, e in ipairs(p) do ids[i] = e[1] end
+local claimed = {}
+if #ids > 0 then claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, unpack(ids)) end
+if #p < 100 then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) end
+return claimed
+)lua";
+
+constexpr std::chrono::milliseconds k_command_timeout{5000};
+
+bool plain_id(std::string_view id) {
+  if (id.empty() || id.size() > 255) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+void entries_of(const std::string& stream, const redisReply* list, std::vector<redis_entry>& out) {
+  for (std::size_t i = 0; i < reply_size(list); ++i) {
+    if (auto e = entry_from_reply(stream, reply_at(list, i))) out.push_back(std::move(*e));
+  }
+}
+
+// A stream reply: [[stream, [entry, ...]], ...].
+void entries_of_streams(const redisReply* r, std::vector<redis_entry>& out) {
+  for (std::size_t i = 0; i < reply_size(r); ++i) {
+    const redisReply* s = reply_at(r, i);
+    entries_of(reply_text(reply_at(s, 0)), reply_at(s, 1), out);
+  }
+}
+
+}  // namespace
+
+std::optional<redis_entry> entry_from_reply(const std::string& stream, const redisReply* r) {
+  if (reply_size(r) != 2) return std::nullopt;  // a deleted entry: nil
+  redis_entry e;
+  e.stream = stream;
+  e.id = reply_text(reply_at(r, 0));
+  const redisReply* f = reply_at(r, 1);
+  for (std::size_t i = 0; i + 1 < reply_size(f); i += 2) {
+    e.fields.emplace_back(reply_text(reply_at(f, i)), reply_text(reply_at(f, i + 1)));
+  }
+  return e;
+}
+
+redis_task parse_entry(const redis_entry& e) {
+  redis_task t;
+  bool have_id = false;
+  std::size_t args_bytes = 0;
+  if (e.fields.size() > k_max_entry_fields) {
+    t.malformed = "malformed entry: " + std::to_string(e.fields.size()) + " fields, more than " +
+                  std::to_string(k_max_entry_fields);
+    return t;
+  }
+  for (const auto& [k, v] : e.fields) {
+    if (k == "spoold.id") {
+      have_id = true;
+      t.task_id = v;
+      continue;
+    }
+    if (k == "spoold.body") {
+      if (v.size() > k_max_body_bytes) {
+        t.malformed = "malformed entry: spoold.body of " + std::to_string(v.size()) + " bytes is over the limit of " +
+                      std::to_string(k_max_body_bytes);
+        return t;
+      }
+      t.body = v;
+      continue;
+    }
+    if (k == "spoold.attempt") {
+      unsigned a = 0;
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), a);
+      if (v.empty() || ec != std::errc() || end != v.data() + v.size()) {
+        t.malformed = "malformed entry: spoold.attempt = \"" + v.substr(0, 40) + "\" is not a number";
+        return t;
+      }
+      t.attempt = a;
+    }
+    args_bytes += 4 + k.size() + v.size();
+    if (k.empty()) {
+      t.malformed = "malformed entry: a field with an empty name";
+      return t;
+    }
+    t.args.emplace_back(k, v);
+  }
+  if (!have_id) {
+    t.malformed = "malformed entry: no spoold.id field (the task id); write tasks with a spoold producer";
+  } else if (!plain_id(t.task_id)) {
+    t.malformed = "malformed entry: spoold.id must be 1 to 255 letters, digits, '_', '-' or '.'";
+  } else if (args_bytes > k_max_args_bytes) {
+    t.malformed = "malformed entry: its args take " + std::to_string(args_bytes) +
+                  " bytes, over the 65535 of a spool file's args block";
+  }
+  return t;
+}
+
+std::vector<std::string> queue_streams(const std::string& base, const std::vector<unsigned>& priorities) {
+  std::vector<std::string> out;
+  for (unsigned p : priorities) out.push_back(base + ":p" + std::to_string(p));
+  out.push_back(base);
+  return out;
+}
+
+std::string stream_for_priority(const std::string& base, const std::string& priority) {
+  return priority.empty() ? base : base + ":p" + priority;
+}
+
+redis_source::redis_source(const queue_config& q, std::string consumer)
+    : q_(q),
+      base_(q.redis->stream),
+      group_(q.redis->group),
+      consumer_(std::move(consumer)),
+      take_{k_take, {}},
+      ok_{k_ok, {}},
+      retry_{k_retry, {}},
+      fail_{k_fail, {}},
+      take_over_{k_take_over, {}} {}
+
+result<void> redis_source::prepare(redis_conn& c) {
+  for (script* s : {&take_, &ok_, &retry_, &fail_, &take_over_}) {
+    auto r = c.command({"SCRIPT", "LOAD", s->text}, k_command_timeout);
+    if (!r) return r.err();
+    if (is_error(r->get())) return make_error("SCRIPT LOAD: " + reply_text(r->get()));
+    s->sha = reply_text(r->get());
+  }
+  return {};
+}
+
+std::vector<std::string> redis_source::eval(const script& s, std::vector<std::string> keys,
+                                            std::vector<std::string> args) const {
+  std::vector<std::string> out;
+  out.reserve(3 + keys.size() + args.size());
+  out.push_back("EVALSHA");
+  out.push_back(s.sha);
+  out.push_back(std::to_string(keys.size()));
+  for (auto& k : keys) out.push_back(std::move(k));
+  for (auto& a : args) out.push_back(std::move(a));
+  return out;
+}
+
+result<std::vector<unsigned>> redis_source::priorities(redis_conn& c) {
+  auto r = c.command({"SMEMBERS", base_ + ":priorities"}, k_command_timeout);
+  if (!r) return r.err();
+  std::vector<unsigned> out;
+  for (std::size_t i = 0; i < reply_size(r->get()); ++i) {
+    const std::string text = reply_text(reply_at(r->get(), i));
+    unsigned p = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), p);
+    if (!text.empty() && ec == std::errc() && end == text.data() + text.size()) out.push_back(p);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> redis_source::take_command(const std::vector<std::string>& streams, std::int64_t now_ms,
+                                                    const std::string& ok_stream, const std::string& ok_id) const {
+  return eval(take_, streams, {group_, consumer_, std::to_string(now_ms), ok_stream, ok_id});
+}
+
+std::optional<redis_entry> redis_source::read_take(const redisReply* r, std::int64_t& next_due_ms) {
+  next_due_ms = -1;
+  if (r == nullptr) return std::nullopt;
+  if (r->type == REDIS_REPLY_INTEGER) {
+    next_due_ms = r->integer;
+    return std::nullopt;
+  }
+  std::vector<redis_entry> out;
+  entries_of_streams(r, out);
+  if (out.empty()) return std::nullopt;
+  return std::move(out.front());
+}
+
+result<std::vector<redis_entry>> redis_source::wait(redis_conn& c, const std::vector<std::string>& streams,
+                                                    std::chrono::milliseconds block) {
+  std::vector<std::string> argv = {"XREADGROUP", "GROUP", group_, consumer_, "COUNT", "1",
+                                   "BLOCK",      std::to_string(block.count()), "STREAMS"};
+  for (const auto& s : streams) argv.push_back(s);
+  for (std::size_t i = 0; i < streams.size(); ++i) argv.push_back(">");
+  std::vector<std::string_view> views(argv.begin(), argv.end());
+  auto r = c.command(views, block + k_command_timeout);
+  if (!r) return r.err();
+  if (is_error(r->get())) return make_error("XREADGROUP: " + reply_text(r->get()));
+  std::vector<redis_entry> out;
+  entries_of_streams(r->get(), out);
+  return out;
+}
+
+std::vector<std::string> redis_source::ok_command(const redis_entry& e) const {
+  return eval(ok_, {e.stream}, {group_, e.id});
+}
+
+std::vector<std::string> redis_source::retry_command(const redis_entry& e, const std::string& task_id,
+                                                     std::uint32_t attempt, const std::string& error,
+                                                     std::int64_t due_ms) const {
+  std::vector<std::string> args = {group_, e.id, std::to_string(due_ms), task_id};
+  bool have_id = false;
+  for (const auto& [k, v] : e.fields) {
+    if (k == "spoold.attempt" || k == "spoold.error") continue;
+    if (k == "spoold.id") have_id = true;
+    args.push_back(k);
+    args.push_back(v);
+  }
+  if (!have_id) {
+    args.push_back("spoold.id");
+    args.push_back(task_id);
+  }
+  args.push_back("spoold.attempt");
+  args.push_back(std::to_string(attempt));
+  if (!error.empty()) {
+    args.push_back("spoold.error");
+    args.push_back(error);
+  }
+  return eval(retry_, {e.stream, e.stream + ":delayed", e.stream + ":task:" + task_id}, std::move(args));
+}
+
+std::vector<std::string> redis_source::fail_command(const redis_entry& e, std::uint32_t attempt,
+                                                    const std::string& error) const {
+  std::vector<std::string> args = {group_, e.id};
+  // At most k_max_entry_fields pairs: Lua's unpack() has a limit, and an
+  // entry with more is malformed anyway (its reason says how many it had).
+  std::size_t copied = 0;
+  for (const auto& [k, v] : e.fields) {
+    if (k == "spoold.attempt" || k == "spoold.error") continue;
+    if (++copied > k_max_entry_fields) break;
+    args.push_back(k);
+    args.push_back(v);
+  }
+  args.push_back("spoold.attempt");
+  args.push_back(std::to_string(attempt));
+  args.push_back("spoold.error");
+  args.push_back(error);
+  return eval(fail_, {e.stream, base_ + ":failed"}, std::move(args));
+}
+
+std::vector<std::string> redis_source::ignore_command(const redis_entry& e) const {
+  return {"SADD", e.stream + ":ignored", e.id};
+}
+
+result<std::vector<redis_entry>> redis_source::take_over_dead(redis_conn& c, const std::vector<std::string>& streams,
+                                                              const std::string& prefix) {
+  std::vector<redis_entry> out;
+  for (const auto& s : streams) {
+    auto info = c.command({"XINFO", "CONSUMERS", s, group_}, k_command_timeout);
+    if (!info) return info.err();
+    if (is_error(info->get())) continue;  // no stream or no group yet
+    for (std::size_t i = 0; i < reply_size(info->get()); ++i) {
+      const redisReply* fields = reply_at(info->get(), i);
+      std::string name;
+      for (std::size_t j = 0; j + 1 < reply_size(fields); j += 2) {
+        if (reply_text(reply_at(fields, j)) == "name") name = reply_text(reply_at(fields, j + 1));
+      }
+      if (name == consumer_ || name.rfind(prefix, 0) != 0) continue;
+      const std::string pid_text = name.substr(prefix.size());
+      pid_t pid = 0;
+      const auto [end, ec] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
+      if (ec != std::errc() || end != pid_text.data() + pid_text.size() || pid <= 0) continue;
+      if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive
+      auto r = c.command({"EVALSHA", take_over_.sha, "1", s, group_, name, consumer_}, k_command_timeout);
+      if (!r) return r.err();
+      if (is_error(r->get())) return make_error("take over from " + name + ": " + reply_text(r->get()));
+      entries_of(s, r->get(), out);
+    }
+  }
+  return out;
+}
+
+result<std::vector<redis_entry>> redis_source::take_over_expired(redis_conn& c,
+                                                                 const std::vector<std::string>& streams) {
+  std::vector<redis_entry> out;
+  const std::string idle = std::to_string(q_.redis->lease.count());
+  for (const auto& s : streams) {
+    std::string cursor = "0-0";
+    for (int round = 0; round < 10; ++round) {
+      auto r = c.command({"XAUTOCLAIM", s, group_, consumer_, idle, cursor, "COUNT", "100"}, k_command_timeout);
+      if (!r) return r.err();
+      if (is_error(r->get())) break;  // no stream or group yet
+      entries_of(s, reply_at(r->get(), 1), out);
+      cursor = reply_text(reply_at(r->get(), 0));
+      if (cursor == "0-0" || cursor.empty()) break;
+    }
+  }
+  return out;
+}
+
+result<bool> redis_source::is_ignored(redis_conn& c, const redis_entry& e) {
+  auto r = c.command({"SISMEMBER", e.stream + ":ignored", e.id}, k_command_timeout);
+  if (!r) return r.err();
+  return reply_integer(r->get()) == 1;
+}
+
+void redis_source::leave(redis_conn& c, const std::vector<std::string>& streams) {
+  for (const auto& s : streams) {
+    auto p = c.command({"XPENDING", s, group_, "-", "+", "1", consumer_}, k_command_timeout);
+    if (!p || reply_size(p->get()) != 0) continue;
+    (void)c.command({"XGROUP", "DELCONSUMER", s, group_, consumer_}, k_command_timeout);
+  }
+}
+
+}  // namespace spoold
