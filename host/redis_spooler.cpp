@@ -73,16 +73,7 @@ class redis_spooler {
     // Before the sandbox, which may switch user; a reconnection later is
     // not refused by it (Landlock's rules do not cover connect()).
     (void)connected(false);
-    if (auto sandboxed = apply_sandbox(queue_, host_, master_pid); !sandboxed) {
-      spdlog::error("spooler for queue {}: cannot apply the queue's sandbox: {}; no task runs outside it",
-                    queue_.name, sandboxed.err().message);
-      return k_spooler_exit_sandbox;
-    }
-    const report ready{k_ready_seq, outcome::done, 0, {}, -1};
-    if (auto sent = send_message(socket_, &ready, sizeof(ready), 0, "the master"); !sent) {
-      spdlog::error("spooler for queue {}: {}", queue_.name, sent.err().message);
-      return k_spooler_exit_socket;
-    }
+    if (int code = enter_sandbox_and_report_ready(queue_, host_, master_pid, socket_); code != 0) return code;
     spdlog::debug("spooler for queue {} ready with {}, consumer {} of group {} on {}", queue_.name, chain_.text(),
                   source_.consumer(), queue_.redis->group, queue_.redis->stream);
     bool recycling = false;

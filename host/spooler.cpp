@@ -49,19 +49,8 @@ class spooler {
     // read its directory here; the plugin API does not carry it.
     ::setenv("SPOOLD_QUEUE_DIR", queue_.dir.c_str(), 1);
     if (int code = chain_.load(host_, queue_, slot_); code != 0) return code;
-    // After init() (which may open its log file or connect its database as
-    // the host's user), before the first task.
-    if (auto sandboxed = apply_sandbox(queue_, host_, master_pid_); !sandboxed) {
-      spdlog::error("spooler for queue {}: cannot apply the queue's sandbox: {}; no task runs outside it",
-                    queue_.name, sandboxed.err().message);
-      return k_spooler_exit_sandbox;
-    }
     // Ready: the master names tasks only to spoolers whose init() returned.
-    const report ready{k_ready_seq, outcome::done, 0, {}, -1};
-    if (auto sent = send_message(socket_, &ready, sizeof(ready), 0, "the master"); !sent) {
-      spdlog::error("spooler for queue {}: {}", queue_.name, sent.err().message);
-      return k_spooler_exit_socket;
-    }
+    if (int code = enter_sandbox_and_report_ready(queue_, host_, master_pid_, socket_); code != 0) return code;
     spdlog::debug("spooler for queue {} ready with {}", queue_.name, chain_.text());
     std::vector<char> buf(k_max_message);
     std::deque<assignment> todo;

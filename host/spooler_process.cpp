@@ -13,6 +13,8 @@
 #include <spoold/plugin.hpp>
 
 #include "logging.hpp"
+#include "protocol.hpp"
+#include "sandbox.hpp"
 #include "signals.hpp"
 #include "spooler.hpp"
 
@@ -67,6 +69,23 @@ bool apply_queue_nice(const queue_config& queue) {
                     ? " (a niceness below the master's needs CAP_SYS_NICE: run as root, or raise LimitNICE= in the unit)"
                     : "");
   return false;
+}
+
+int enter_sandbox_and_report_ready(const queue_config& queue, const host_config& host, pid_t master_pid,
+                                   int socket_fd) {
+  // After init() (which may open its log file or connect its database as
+  // the host's user), before the first task.
+  if (auto sandboxed = apply_sandbox(queue, host, master_pid); !sandboxed) {
+    spdlog::error("spooler for queue {}: cannot apply the queue's sandbox: {}; no task runs outside it", queue.name,
+                  sandboxed.err().message);
+    return k_spooler_exit_sandbox;
+  }
+  const report ready{k_ready_seq, outcome::done, 0, {}, -1};
+  if (auto sent = send_message(socket_fd, &ready, sizeof(ready), 0, "the master"); !sent) {
+    spdlog::error("spooler for queue {}: {}", queue.name, sent.err().message);
+    return k_spooler_exit_socket;
+  }
+  return 0;
 }
 
 void plugin_log(void* context, std::int32_t level, const char* message, std::size_t size) {

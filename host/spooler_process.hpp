@@ -31,6 +31,12 @@ bool termination_requested() noexcept;
 // kernel refuses it.
 bool apply_queue_nice(const queue_config& queue);
 
+// After the plugin chain's init(): the queue's sandbox, then the ready
+// report (seq 0) the master waits for before it names a task. 0, or the
+// spooler's exit code, with the reason logged.
+int enter_sandbox_and_report_ready(const queue_config& queue, const host_config& host, pid_t master_pid,
+                                   int socket_fd);
+
 // The plugins' logger: each plugin of a chain gets a context naming it.
 struct plugin_log_context {
   std::string plugin;

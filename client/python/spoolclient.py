@@ -231,21 +231,10 @@ def _write_atomically(dir_fd, dir_path, name, data, mtime_ns, sync):
         os.fsync(dir_fd)
 
 
-def enqueue(queue_dir, args=None, body=None, at=None, priority=None, sync=True, delay=None):
-    """Writes one task into queue_dir (created, mode 0700, if missing) and returns its id.
-
-    See the module docstring for the arguments. Raises TypeError or
-    ValueError for bad arguments (nothing is written) and OSError, naming
-    the directory, when the file cannot be written.
-    """
-    queue_dir = os.fsdecode(os.fspath(queue_dir))
-    if not queue_dir:
-        raise ValueError("queue_dir is empty: give the queue's directory")
-    pairs = _pairs(args)
-    if body is not None and not isinstance(body, (str, bytes, bytearray, memoryview)):
-        raise TypeError(f"body must be str or bytes, not {type(body).__name__}")
-    data_body = b"" if body is None else _to_bytes(body, "body")
-    keys = {k for k, _ in pairs}
+def _due_ns(pairs, keys, at, delay):
+    """The task's due time in ns (None: now) from at= or delay= (then added
+    to pairs as the 'at' key) or from an 'at' key among pairs. Shared with
+    spoolredis, so both producers read a due time the same way."""
     if at is not None and delay is not None:
         raise ValueError("give at or delay, not both")
     due_ns = None
@@ -263,6 +252,25 @@ def enqueue(queue_dir, args=None, body=None, at=None, priority=None, sync=True, 
         given_at = [v for k, v in pairs if k == b"at"]
         if given_at:
             due_ns = _at_key_ns(given_at[-1])
+    return due_ns
+
+
+def enqueue(queue_dir, args=None, body=None, at=None, priority=None, sync=True, delay=None):
+    """Writes one task into queue_dir (created, mode 0700, if missing) and returns its id.
+
+    See the module docstring for the arguments. Raises TypeError or
+    ValueError for bad arguments (nothing is written) and OSError, naming
+    the directory, when the file cannot be written.
+    """
+    queue_dir = os.fsdecode(os.fspath(queue_dir))
+    if not queue_dir:
+        raise ValueError("queue_dir is empty: give the queue's directory")
+    pairs = _pairs(args)
+    if body is not None and not isinstance(body, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"body must be str or bytes, not {type(body).__name__}")
+    data_body = b"" if body is None else _to_bytes(body, "body")
+    keys = {k for k, _ in pairs}
+    due_ns = _due_ns(pairs, keys, at, delay)
     subdir = None
     if priority is not None:
         if b"priority" in keys:

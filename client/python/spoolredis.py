@@ -87,21 +87,7 @@ def enqueue(target, stream, args=None, body=None, at=None, priority=None, delay=
     keys = {k for k, _ in pairs}
     if any(k.startswith(b"spoold.") for k in keys):
         raise ValueError("keys starting with 'spoold.' are the host's own")
-    if at is not None and delay is not None:
-        raise ValueError("give at or delay, not both")
-    due_ns = None
-    if at is not None:
-        due_ns = spoolclient._at_ns(at)
-    elif delay is not None:
-        due_ns = time.time_ns() + spoolclient._delay_ns(delay)
-    if due_ns is not None:
-        if b"at" in keys:
-            raise ValueError("the due time is given twice, as at=/delay= and as the 'at' key: give one of them")
-        pairs.append((b"at", str(due_ns // 10**9).encode("ascii")))
-    else:
-        given_at = [v for k, v in pairs if k == b"at"]
-        if given_at:
-            due_ns = spoolclient._at_key_ns(given_at[-1])
+    due_ns = spoolclient._due_ns(pairs, keys, at, delay)
     level = None
     if priority is not None:
         if b"priority" in keys:
