@@ -90,8 +90,9 @@ class redis_spooler {
       if (queue_.max_tasks != 0 && handled_ >= queue_.max_tasks) {
         spdlog::info("spooler for queue {} handled {} tasks (max_tasks): recycling", queue_.name, handled_);
         recycling = true;
-      } else if (queue_.max_rss != 0 && handled_ != rss_checked_at_ && rss_past_limit()) {
-        recycling = true;
+      } else if (queue_.max_rss != 0 && handled_ != rss_checked_at_) {
+        rss_checked_at_ = handled_;  // once per task, not per turn of the loop
+        recycling = rss_.past_max_rss(queue_, "");
       }
     }
     // Outcomes in hand reach Redis before we go, if it answers.
@@ -152,17 +153,6 @@ class redis_spooler {
       spdlog::warn("queue {}: {}; reconnecting every 100ms doubling to 5s; {} outcome(s) in hand are kept", queue_.name,
                    e.message, pending_.size());
     }
-  }
-
-  // After a task: true when this process's RSS passed max_rss (it exits
-  // and the master starts a fresh one).
-  bool rss_past_limit() {
-    rss_checked_at_ = handled_;
-    const auto rss = rss_.bytes();
-    if (!rss || *rss <= queue_.max_rss) return false;
-    spdlog::info("spooler for queue {}: resident set {} is past max_rss {}: recycling", queue_.name, mib_text(*rss),
-                 mib_text(queue_.max_rss));
-    return true;
   }
 
   // The streams of the queue every second (a new priority), and the

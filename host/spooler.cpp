@@ -92,7 +92,7 @@ class spooler {
         spdlog::info("spooler for queue {} handled {} tasks (max_tasks): recycling", queue_.name, handled);
         break;
       }
-      if (ran_plugin && queue_.max_rss != 0 && rss_past_limit(a.task)) break;
+      if (ran_plugin && queue_.max_rss != 0 && rss_.past_max_rss(queue_, a.task)) break;
     }
     // Tasks named but not taken go back to the master when we exit; the
     // outcomes of the ones taken must reach it first.
@@ -111,23 +111,6 @@ class spooler {
       spdlog::error("spooler for queue {}: {}", queue_.name, sent.err().message);
     }
     return sent.ok();
-  }
-
-  // After a task: true when this process's RSS passed the queue's max_rss,
-  // so that the spooler exits and the master starts a fresh one.
-  bool rss_past_limit(const std::string& task) {
-    const auto rss = rss_.bytes();
-    if (!rss) {
-      if (!rss_unreadable_logged_) {
-        spdlog::error("spooler for queue {}: cannot read /proc/self/statm: max_rss is not enforced", queue_.name);
-        rss_unreadable_logged_ = true;
-      }
-      return false;
-    }
-    if (*rss <= queue_.max_rss) return false;
-    spdlog::info("spooler for queue {}: resident set {} after task {} is past max_rss {}: recycling", queue_.name,
-                 mib_text(*rss), task, mib_text(queue_.max_rss));
-    return true;
   }
 
   report take(const assignment& a, bool& ran_plugin) {
@@ -294,7 +277,6 @@ class spooler {
   plugin_chain chain_;
   std::vector<spoold_arg> args_;       // reused for every task
   resident_set_reader rss_;  // opened before a sandbox hides /proc
-  bool rss_unreadable_logged_ = false;
 };
 
 }  // namespace

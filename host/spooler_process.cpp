@@ -117,6 +117,21 @@ std::optional<std::uint64_t> resident_set_reader::bytes() const {
   return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
+bool resident_set_reader::past_max_rss(const queue_config& queue, const std::string& task) {
+  const auto rss = bytes();
+  if (!rss) {
+    if (!unreadable_logged_) {
+      spdlog::error("spooler for queue {}: cannot read /proc/self/statm: max_rss is not enforced", queue.name);
+      unreadable_logged_ = true;
+    }
+    return false;
+  }
+  if (*rss <= queue.max_rss) return false;
+  spdlog::info("spooler for queue {}: resident set {}{} is past max_rss {}: recycling", queue.name, mib_text(*rss),
+               task.empty() ? std::string() : " after task " + task, mib_text(queue.max_rss));
+  return true;
+}
+
 std::string mib_text(std::uint64_t bytes) { return fmt::format("{:.1f}MiB", static_cast<double>(bytes) / (1 << 20)); }
 
 }  // namespace spoold

@@ -51,9 +51,15 @@ class resident_set_reader {
   resident_set_reader();
   // Bytes; nullopt when the file could not be opened or read.
   std::optional<std::uint64_t> bytes() const;
+  // After a task: true when the resident set is past max_rss, logged (the
+  // spooler then exits and the master starts a fresh one). task names it in
+  // the line ("" for none). A file that cannot be read is logged once and
+  // never recycles.
+  bool past_max_rss(const queue_config& queue, const std::string& task);
 
  private:
   unique_fd statm_;
+  bool unreadable_logged_ = false;
 };
 
 std::string mib_text(std::uint64_t bytes);
