@@ -14,6 +14,7 @@
 #include "plugin_loader.hpp"
 #include "process_status.hpp"
 #include "signals.hpp"
+#include "spooler_process.hpp"
 
 namespace spoold {
 
@@ -55,10 +56,7 @@ void drop_plugin_log(void*, std::int32_t, const char*, std::size_t) {}
     write_line(out_fd, "problem " + io_error("chdir " + c.host.base_dir, errno).message);
     ::_exit(0);
   }
-  // As in a spooler (spooler.cpp): plugins that write tasks into their own
-  // queue read its directory here.
-  ::setenv("SPOOLD_QUEUE_DIR", q.dir.c_str(), 1);
-  if (q.redis) ::setenv("SPOOLD_QUEUE_REDIS", (q.redis->stream + " at " + q.redis->url.display()).c_str(), 1);
+  export_queue_to_plugins(q);  // as in a spooler
   std::vector<std::unique_ptr<loaded_plugin>> chain;
   for (const auto& name : q.plugins) {
     write_line(out_fd, "stage " + name + " load");

@@ -32,10 +32,8 @@ class spooler {
       spdlog::error("spooler for queue {}: {}", queue_.name, io_error("chdir " + host_.base_dir, errno).message);
       return k_spooler_exit_queue_dir;
     }
+    export_queue_to_plugins(queue_);
     if (queue_.redis) {
-      // What the python plugin shows for uwsgi.spool() (which writes to
-      // directories only).
-      ::setenv("SPOOLD_QUEUE_REDIS", (queue_.redis->stream + " at " + queue_.redis->url.display()).c_str(), 1);
       if (int code = chain_.load(host_, queue_, slot_); code != 0) return code;
       return run_redis_spooler(host_, queue_, socket_, slot_, master_pid_, chain_);
     }
@@ -45,9 +43,6 @@ class spooler {
       return k_spooler_exit_queue_dir;
     }
     dir_ = std::make_unique<queue_dir>(std::move(*dir));
-    // Plugins that write tasks into their own queue (python's uwsgi.spool())
-    // read its directory here; the plugin API does not carry it.
-    ::setenv("SPOOLD_QUEUE_DIR", queue_.dir.c_str(), 1);
     if (int code = chain_.load(host_, queue_, slot_); code != 0) return code;
     // Ready: the master names tasks only to spoolers whose init() returned.
     if (int code = enter_sandbox_and_report_ready(queue_, host_, master_pid_, socket_); code != 0) return code;

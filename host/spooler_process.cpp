@@ -61,6 +61,14 @@ void reset_spooler_process(pid_t master_pid) {
   set_parent_death_signal(master_pid);
 }
 
+void export_queue_to_plugins(const queue_config& queue) {
+  if (queue.redis) {
+    ::setenv("SPOOLD_QUEUE_REDIS", (queue.redis->stream + " at " + queue.redis->url.display()).c_str(), 1);
+  } else {
+    ::setenv("SPOOLD_QUEUE_DIR", queue.dir.c_str(), 1);
+  }
+}
+
 bool apply_queue_nice(const queue_config& queue) {
   if (!queue.nice || ::setpriority(PRIO_PROCESS, 0, *queue.nice) == 0) return true;
   const int err = errno;
