@@ -91,9 +91,7 @@ result<unique_fd> build_ruleset(const queue_config& queue, const host_config& ho
   for (const char* p : k_system_write) {
     if (auto r = add(p, k_read_rights | LANDLOCK_ACCESS_FS_WRITE_FILE | k_truncate, true); !r) return r.err();
   }
-  for (const auto& p : {host.plugin_dir}) {
-    if (auto r = add(p, k_read_rights, false); !r) return r.err();
-  }
+  if (auto r = add(host.plugin_dir, k_read_rights, false); !r) return r.err();
   for (const auto& p : queue.sandbox.read) {
     if (auto r = add(p, k_read_rights, false); !r) return r.err();
   }
