@@ -120,6 +120,12 @@ struct spooler_slot {
   // two spoolers from running twice at once.)
   std::atomic<std::uint64_t> revoked_to{0};
   std::atomic<std::uint64_t> revoked_after{0};
+  // A Redis queue's spooler: the entry it is inside (spooler_board.hpp's
+  // entry_ref), written before current_seq is set, so that the master's
+  // exit note can say which entry a dead spooler owes a try for.
+  std::atomic<std::int64_t> entry_priority{-1};
+  std::atomic<std::uint64_t> entry_ms{0};
+  std::atomic<std::uint64_t> entry_seq{0};
   // The index in the queue's chain of the plugin whose init() is running,
   // so that the master can name the plugin of a spooler stuck in init().
   std::atomic<std::uint32_t> init_plugin{0};

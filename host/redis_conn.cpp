@@ -115,6 +115,39 @@ result<std::vector<redis_reply>> redis_conn::pipeline(const std::vector<std::vec
   return out;
 }
 
+result<void> redis_conn::send(const std::vector<std::vector<std::string_view>>& commands,
+                              std::chrono::milliseconds timeout) {
+  if (broken()) return transport_error("a command on a broken connection");
+  if (redisSetTimeout(c_, to_timeval(timeout)) != REDIS_OK) return transport_error("set the timeout");
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  for (const auto& argv : commands) {
+    to_argv(argv, ptrs, lens);
+    if (redisAppendCommandArgv(c_, static_cast<int>(ptrs.size()), ptrs.data(), lens.data()) != REDIS_OK) {
+      return transport_error("queue a command");
+    }
+  }
+  // A blocking socket: each write takes what the kernel accepts.
+  int done = 0;
+  while (done == 0) {
+    if (redisBufferWrite(c_, &done) != REDIS_OK) return transport_error("send");
+  }
+  return {};
+}
+
+result<std::vector<redis_reply>> redis_conn::receive(std::size_t n, std::chrono::milliseconds timeout) {
+  if (broken()) return transport_error("a reply on a broken connection");
+  if (redisSetTimeout(c_, to_timeval(timeout)) != REDIS_OK) return transport_error("set the timeout");
+  std::vector<redis_reply> out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    void* r = nullptr;
+    if (redisGetReply(c_, &r) != REDIS_OK || r == nullptr) return transport_error("read a reply");
+    out.emplace_back(static_cast<redisReply*>(r));
+  }
+  return out;
+}
+
 bool is_error(const redisReply* r) { return r != nullptr && r->type == REDIS_REPLY_ERROR; }
 
 std::string reply_text(const redisReply* r) {

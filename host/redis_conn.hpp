@@ -39,6 +39,11 @@ class redis_conn {
   // The same for several commands in one round trip: one reply each, in order.
   result<std::vector<redis_reply>> pipeline(const std::vector<std::vector<std::string_view>>& commands,
                                             std::chrono::milliseconds timeout);
+  // Writes commands without waiting for their replies (their order kept):
+  // a spooler's outcomes reach Redis while the next task runs. receive()
+  // reads replies of earlier sends, in order.
+  result<void> send(const std::vector<std::vector<std::string_view>>& commands, std::chrono::milliseconds timeout);
+  result<std::vector<redis_reply>> receive(std::size_t n, std::chrono::milliseconds timeout);
   bool broken() const;
   const redis_url& url() const { return url_; }
 

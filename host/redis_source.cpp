@@ -12,15 +12,12 @@ namespace spoold {
 
 namespace {
 
-// Acknowledges and deletes the entry ARGV[5] of stream ARGV[4] when given
-// (the Ok of the task before: one round trip per task), moves the due
-// delayed tasks of every stream (KEYS, in serving order) into their
-// stream, then takes one entry from the first stream that has one,
-// creating the group where it is missing. Nothing to take: the earliest
-// delayed task's due time in ms, or -1.
+// Moves the due delayed tasks of every stream (KEYS, in serving order)
+// into their stream, then takes up to ARGV[4] entries from the first
+// stream that has one, creating the group where it is missing. Nothing to
+// take: the earliest delayed task's due time in ms, or -1.
 const char* k_take = R"lua(
-local g, c, now = ARGV[1], ARGV[2], ARGV[3]
-if ARGV[4] ~= '' and redis.call('XACK', ARGV[4], g, ARGV[5]) == 1 then redis.call('XDEL', ARGV[4], ARGV[5]) end
+local g, c, now, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 for _, s in ipairs(KEYS) do
   local due = redis.call('ZRANGEBYSCORE', s .. ':delayed', '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(due) do
@@ -32,11 +29,11 @@ for _, s in ipairs(KEYS) do
   end
 end
 for _, s in ipairs(KEYS) do
-  local r = redis.pcall('XREADGROUP', 'GROUP', g, c, 'COUNT', 1, 'STREAMS', s, '>')
+  local r = redis.pcall('XREADGROUP', 'GROUP', g, c, 'COUNT', n, 'STREAMS', s, '>')
   if type(r) == 'table' and r.err then
     if string.find(r.err, 'NOGROUP', 1, true) ~= 1 then return r end
     redis.call('XGROUP', 'CREATE', s, g, '0', 'MKSTREAM')
-    r = redis.call('XREADGROUP', 'GROUP', g, c, 'COUNT', 1, 'STREAMS', s, '>')
+    r = redis.call('XREADGROUP', 'GROUP', g, c, 'COUNT', n, 'STREAMS', s, '>')
   end
   if r then return r end
 end
@@ -72,6 +69,16 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
 redis.call('SREM', KEYS[1] .. ':ignored', ARGV[2])
+return 1
+)lua";
+
+// KEYS: the stream; ARGV: group, entry id, the fields. An entry handed to
+// a spooler that exits before starting it goes back to the stream's end,
+// untouched, with no try counted.
+const char* k_release = R"lua(
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 return 1
 )lua";
 
@@ -195,10 +202,11 @@ redis_source::redis_source(const queue_config& q, std::string consumer)
       ok_{k_ok, {}},
       retry_{k_retry, {}},
       fail_{k_fail, {}},
+      release_{k_release, {}},
       take_over_{k_take_over, {}} {}
 
 result<void> redis_source::prepare(redis_conn& c) {
-  for (script* s : {&take_, &ok_, &retry_, &fail_, &take_over_}) {
+  for (script* s : {&take_, &ok_, &retry_, &fail_, &release_, &take_over_}) {
     auto r = c.command({"SCRIPT", "LOAD", s->text}, k_command_timeout);
     if (!r) return r.err();
     if (is_error(r->get())) return make_error("SCRIPT LOAD: " + reply_text(r->get()));
@@ -234,26 +242,25 @@ result<std::vector<unsigned>> redis_source::priorities(redis_conn& c) {
 }
 
 std::vector<std::string> redis_source::take_command(const std::vector<std::string>& streams, std::int64_t now_ms,
-                                                    const std::string& ok_stream, const std::string& ok_id) const {
-  return eval(take_, streams, {group_, consumer_, std::to_string(now_ms), ok_stream, ok_id});
+                                                    std::size_t count) const {
+  return eval(take_, streams, {group_, consumer_, std::to_string(now_ms), std::to_string(count)});
 }
 
-std::optional<redis_entry> redis_source::read_take(const redisReply* r, std::int64_t& next_due_ms) {
+std::vector<redis_entry> redis_source::read_take(const redisReply* r, std::int64_t& next_due_ms) {
   next_due_ms = -1;
-  if (r == nullptr) return std::nullopt;
+  std::vector<redis_entry> out;
+  if (r == nullptr) return out;
   if (r->type == REDIS_REPLY_INTEGER) {
     next_due_ms = r->integer;
-    return std::nullopt;
+    return out;
   }
-  std::vector<redis_entry> out;
   entries_of_streams(r, out);
-  if (out.empty()) return std::nullopt;
-  return std::move(out.front());
+  return out;
 }
 
 result<std::vector<redis_entry>> redis_source::wait(redis_conn& c, const std::vector<std::string>& streams,
-                                                    std::chrono::milliseconds block) {
-  std::vector<std::string> argv = {"XREADGROUP", "GROUP", group_, consumer_, "COUNT", "1",
+                                                    std::chrono::milliseconds block, std::size_t count) {
+  std::vector<std::string> argv = {"XREADGROUP", "GROUP", group_, consumer_, "COUNT", std::to_string(count),
                                    "BLOCK",      std::to_string(block.count()), "STREAMS"};
   for (const auto& s : streams) argv.push_back(s);
   for (std::size_t i = 0; i < streams.size(); ++i) argv.push_back(">");
@@ -313,13 +320,25 @@ std::vector<std::string> redis_source::fail_command(const redis_entry& e, std::u
   return eval(fail_, {e.stream, base_ + ":failed"}, std::move(args));
 }
 
+std::vector<std::string> redis_source::release_command(const redis_entry& e) const {
+  std::vector<std::string> args = {group_, e.id};
+  std::size_t copied = 0;
+  for (const auto& [k, v] : e.fields) {
+    if (++copied > k_max_entry_fields) break;  // unpack()'s limit; such an entry is malformed anyway
+    args.push_back(k);
+    args.push_back(v);
+  }
+  if (copied == 0) return ok_command(e);  // XADD needs a field: nothing to give back
+  return eval(release_, {e.stream}, std::move(args));
+}
+
 std::vector<std::string> redis_source::ignore_command(const redis_entry& e) const {
   return {"SADD", e.stream + ":ignored", e.id};
 }
 
-result<std::vector<redis_entry>> redis_source::take_over_dead(redis_conn& c, const std::vector<std::string>& streams,
-                                                              const std::string& prefix) {
-  std::vector<redis_entry> out;
+result<std::vector<dead_consumer>> redis_source::dead_consumers(redis_conn& c, const std::vector<std::string>& streams,
+                                                                const std::string& prefix) {
+  std::vector<dead_consumer> out;
   for (const auto& s : streams) {
     auto info = c.command({"XINFO", "CONSUMERS", s, group_}, k_command_timeout);
     if (!info) return info.err();
@@ -335,13 +354,19 @@ result<std::vector<redis_entry>> redis_source::take_over_dead(redis_conn& c, con
       pid_t pid = 0;
       const auto [end, ec] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
       if (ec != std::errc() || end != pid_text.data() + pid_text.size() || pid <= 0) continue;
-      if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive
-      auto r = c.command({"EVALSHA", take_over_.sha, "1", s, group_, name, consumer_}, k_command_timeout);
-      if (!r) return r.err();
-      if (is_error(r->get())) return make_error("take over from " + name + ": " + reply_text(r->get()));
-      entries_of(s, r->get(), out);
+      if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or a zombie not reaped yet)
+      out.push_back({s, name, pid});
     }
   }
+  return out;
+}
+
+result<std::vector<redis_entry>> redis_source::take_over(redis_conn& c, const dead_consumer& d) {
+  auto r = c.command({"EVALSHA", take_over_.sha, "1", d.stream, group_, d.name, consumer_}, k_command_timeout);
+  if (!r) return r.err();
+  if (is_error(r->get())) return make_error("take over from " + d.name + ": " + reply_text(r->get()));
+  std::vector<redis_entry> out;
+  entries_of(d.stream, r->get(), out);
   return out;
 }
 

@@ -18,6 +18,8 @@
 // (finished tries), spoold.error (the last error).
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -39,6 +41,13 @@ struct redis_entry {
   std::string stream;  // the stream it is in: S or S:p<N>
   std::string id;      // the entry id, "1700000000000-0"
   std::vector<std::pair<std::string, std::string>> fields;
+};
+
+// A consumer of this host's master whose spooler is gone, in one stream.
+struct dead_consumer {
+  std::string stream;
+  std::string name;
+  pid_t pid = 0;
 };
 
 // What a spooler hands the plugin chain, or why the entry is not a task.
@@ -70,18 +79,18 @@ class redis_source {
   // The priorities with a stream (SMEMBERS S:priorities), lowest first.
   result<std::vector<unsigned>> priorities(redis_conn& c);
 
-  // The command that acknowledges the entry ok_id of ok_stream when given
-  // (as ok_command does), moves due delayed tasks of every stream into it,
-  // then takes at most one entry, from the first stream that has one.
+  // The command that moves due delayed tasks of every stream into it, then
+  // takes up to count entries, from the first stream that has one.
   std::vector<std::string> take_command(const std::vector<std::string>& streams, std::int64_t now_ms,
-                                        const std::string& ok_stream = {}, const std::string& ok_id = {}) const;
-  // Reads take_command's reply: the entry, or nullopt with next_due_ms set
+                                        std::size_t count) const;
+  // Reads take_command's reply: the entries, or none with next_due_ms set
   // to the earliest delayed task (or -1).
-  static std::optional<redis_entry> read_take(const redisReply* r, std::int64_t& next_due_ms);
+  static std::vector<redis_entry> read_take(const redisReply* r, std::int64_t& next_due_ms);
 
-  // XREADGROUP ... BLOCK: waits up to block for an entry of any stream.
+  // XREADGROUP ... BLOCK: waits up to block for entries of any stream (up
+  // to count of each).
   result<std::vector<redis_entry>> wait(redis_conn& c, const std::vector<std::string>& streams,
-                                        std::chrono::milliseconds block);
+                                        std::chrono::milliseconds block, std::size_t count);
 
   // The outcome commands; each acknowledges the entry first and does
   // nothing else when it was no longer pending (another consumer's
@@ -91,11 +100,16 @@ class redis_source {
                                          const std::string& error, std::int64_t due_ms) const;
   std::vector<std::string> fail_command(const redis_entry& e, std::uint32_t attempt, const std::string& error) const;
   std::vector<std::string> ignore_command(const redis_entry& e) const;
+  // Gives back an entry handed to this consumer and not started: to the end
+  // of its stream, fields untouched, no try counted.
+  std::vector<std::string> release_command(const redis_entry& e) const;
 
-  // Entries of a consumer of this host's master that is dead: claimed for
-  // this consumer and the consumer removed.
-  result<std::vector<redis_entry>> take_over_dead(redis_conn& c, const std::vector<std::string>& streams,
-                                                  const std::string& prefix);
+  // The consumers of this host's master (names starting with prefix) whose
+  // process is gone, per stream.
+  result<std::vector<dead_consumer>> dead_consumers(redis_conn& c, const std::vector<std::string>& streams,
+                                                    const std::string& prefix);
+  // Claims what a dead consumer held for this consumer and removes it.
+  result<std::vector<redis_entry>> take_over(redis_conn& c, const dead_consumer& d);
   // Entries idle longer than the lease in any consumer's hands (a dead
   // host's): claimed for this consumer (XAUTOCLAIM).
   result<std::vector<redis_entry>> take_over_expired(redis_conn& c, const std::vector<std::string>& streams);
@@ -118,7 +132,7 @@ class redis_source {
   std::string base_;
   std::string group_;
   std::string consumer_;
-  script take_, ok_, retry_, fail_, take_over_;
+  script take_, ok_, retry_, fail_, release_, take_over_;
 };
 
 // Parses the [id, [field, value, ...]] of an entry in a stream reply.

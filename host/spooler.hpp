@@ -6,6 +6,7 @@
 
 #include "config.hpp"
 #include "protocol.hpp"
+#include "spooler_board.hpp"
 
 namespace spoold {
 
@@ -21,8 +22,9 @@ enum spooler_exit : int {
 };
 
 // Runs in the child after fork() and never returns. socket_fd is the
-// spooler's end of its socketpair with the master.
+// spooler's end of its socketpair with the master; board (may be nullptr)
+// is the host's shared board (spooler_board.hpp).
 [[noreturn]] void run_spooler(const host_config& host, const queue_config& queue, int socket_fd, spooler_slot* slot,
-                              pid_t master_pid);
+                              spooler_board* board, pid_t master_pid);
 
 }  // namespace spoold

@@ -37,6 +37,7 @@ const std::string& plugin_in_init(const spooler_proc& p) {
 
 spooler_pool::~spooler_pool() {
   for (auto& [pid, p] : procs_) ::munmap(p->slot, sizeof(spooler_slot));
+  unmap_spooler_board(board_);
 }
 
 void spooler_pool::spawn_missing(std::vector<std::unique_ptr<queue_runtime>>& queues, const host_config& host) {
@@ -79,7 +80,7 @@ bool spooler_pool::spawn(queue_runtime& q, const host_config& host) {
     // spoolers' sockets would keep them from seeing the master go.
     if (theirs.get() != 3 && ::dup2(theirs.get(), 3) < 0) ::_exit(k_spooler_exit_socket);
     ::close_range(4, ~0U, 0);
-    run_spooler(host, q.cfg, 3, slot, master);
+    run_spooler(host, q.cfg, 3, slot, board_, master);
   }
   theirs.reset();
   if (::fcntl(ours.get(), F_SETFL, O_NONBLOCK) != 0) {
@@ -191,6 +192,20 @@ void spooler_pool::account_exit(spooler_proc& p, int status, bool shutting_down)
     }
   }
   p.in_hand.clear();
+  if (q.cfg.redis && board_ != nullptr) {
+    // A Redis spooler holds its entries itself: the note tells the spooler
+    // that takes them over which one owes a try (none after a shutdown's
+    // kill: cut short, as for a directory).
+    exit_note note;
+    note.pid = p.pid;
+    note.wait_status = status;
+    note.timed_out = p.timed_out;
+    if (current != 0 && !p.killed_for_shutdown) {
+      note.in_task = entry_ref{p.slot->entry_priority.load(), p.slot->entry_ms.load(), p.slot->entry_seq.load()};
+      count_death(q.cfg.name, p.timed_out ? task_outcome::timeout : task_outcome::crash);
+    }
+    board_->post(note);
+  }
   const std::int64_t lived = monotonic_ns() - p.started;
   if (clean) {
     spdlog::info("spooler {} (queue {}) {}", p.pid, q.cfg.name, how);

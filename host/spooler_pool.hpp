@@ -16,6 +16,7 @@
 #include "posix.hpp"
 #include "protocol.hpp"
 #include "queue_runtime.hpp"
+#include "spooler_board.hpp"
 
 namespace spoold {
 
@@ -39,7 +40,7 @@ struct spooler_proc {
 
 class spooler_pool {
  public:
-  explicit spooler_pool(int epoll_fd) : epoll_fd_(epoll_fd) {}
+  explicit spooler_pool(int epoll_fd) : epoll_fd_(epoll_fd), board_(map_spooler_board()) {}
   ~spooler_pool();
   spooler_pool(const spooler_pool&) = delete;
   spooler_pool& operator=(const spooler_pool&) = delete;
@@ -78,6 +79,7 @@ class spooler_pool {
   void account_exit(spooler_proc& p, int status, bool shutting_down);
 
   int epoll_fd_;
+  spooler_board* board_;  // exit notes and outages of Redis queues' spoolers; may be nullptr
   std::map<pid_t, std::unique_ptr<spooler_proc>> procs_;
   std::unordered_map<int, spooler_proc*> by_fd_;
 };

@@ -138,10 +138,12 @@ def entry_fields(entry):
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in entry[1].items()}
 
 
-def redis_toml(url, record, name="rq", processes=1, extra="", options="", plugin="fx_record", plugin_dir=None):
+def redis_toml(url, record, name="rq", processes=1, extra="", options="", plugin="fx_record", plugin_dir=None,
+               host_extra=""):
     return """[host]
 plugin_dir = "%s"
 shutdown_grace = "10s"
+%s
 
 [[queue]]
 name = "%s"
@@ -153,7 +155,7 @@ processes = %d
 [queue.options]
 record_file = "%s"
 %s
-""" % (plugin_dir or TEST_PLUGIN_DIR, name, url, plugin, processes, extra, record, options)
+""" % (plugin_dir or TEST_PLUGIN_DIR, host_extra, name, url, plugin, processes, extra, record, options)
 
 
 class RedisTestCase(SpooldTestCase):

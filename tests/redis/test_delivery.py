@@ -168,7 +168,8 @@ class DeliveryTest(RedisTestCase):
         took = float(recs[0]["t"]) - killed_at
         print("rerun %.3fs after the spooler was killed (lease 60s)" % took)
         self.assertLess(took, 20)
-        self.assertIn("a spooler of this host died holding it", d.log())
+        self.assertIn("status=crash attempt=0 next_try_in=", d.log())
+        self.assertIn("spooler killed by signal 9 (SIGKILL)", d.log(), "the master's exit note gives the reason")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ TEST_CASE("regression: an exception inside a spooler ends it with its own exit c
   const pid_t parent = ::getpid();
   const pid_t pid = spoold::test::run_in_child([&] {
     // Whatever reaches this frame ends the child with 100.
-    spoold::run_spooler(host, queue, sockets[1], &slot, parent);
+    spoold::run_spooler(host, queue, sockets[1], &slot, nullptr, parent);
   });
   ::close(sockets[1]);
   const auto status = spoold::test::wait_for_child(pid, std::chrono::seconds(20));

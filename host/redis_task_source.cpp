@@ -1,0 +1,456 @@
+#include "redis_task_source.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "backoff.hpp"
+#include "logging.hpp"
+#include "process_status.hpp"
+#include "spooler.hpp"
+
+namespace spoold {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr milliseconds k_connect_timeout{2000};
+constexpr milliseconds k_command_timeout{5000};
+constexpr milliseconds k_max_block{500};
+constexpr std::int64_t k_first_pause_ms = 100;
+constexpr std::int64_t k_max_pause_ms = 5000;
+constexpr std::int64_t k_streams_refresh_ms = 1000;
+// A batch holds about this much work, so that an entry waits in one
+// spooler's hands while another is idle for at most about as long; tasks
+// slower than it are taken one at a time.
+constexpr double k_batch_window_ns = 2e6;
+constexpr std::size_t k_max_batch_entries = 64;
+
+std::int64_t now_ms() { return now_ns() / 1'000'000; }
+std::int64_t mono_ms() { return monotonic_ns() / 1'000'000; }
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+// The `at` field (unix seconds, as uWSGI writes it, maybe with a fraction)
+// in ms, or nullopt when absent or not a number.
+std::optional<std::int64_t> at_ms(const redis_task& t) {
+  for (const auto& [k, v] : t.args) {
+    if (k != "at") continue;
+    double at = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), at);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size()) return std::nullopt;
+    return static_cast<std::int64_t>(at * 1000.0);
+  }
+  return std::nullopt;
+}
+
+std::string last_error(const redis_entry& e) {
+  for (const auto& [k, v] : e.fields) {
+    if (k == "spoold.error") return v;
+  }
+  return {};
+}
+
+std::vector<std::vector<std::string_view>> views_of(const std::deque<std::vector<std::string>>& commands) {
+  std::vector<std::vector<std::string_view>> out;
+  out.reserve(commands.size());
+  for (const auto& c : commands) out.emplace_back(c.begin(), c.end());
+  return out;
+}
+
+}  // namespace
+
+redis_task_source::redis_task_source(const queue_config& queue, const plugin_chain& chain, int socket_fd,
+                                     spooler_slot* slot, spooler_board* board, pid_t master_pid)
+    : queue_(queue),
+      chain_(chain),
+      socket_(socket_fd),
+      slot_(slot),
+      board_(board),
+      prefix_(host_name() + ":" + std::to_string(master_pid) + ":"),
+      source_(queue, prefix_ + std::to_string(::getpid())) {
+  (void)connected(false);
+  spdlog::debug("spooler for queue {}: consumer {} of group {} on {}", queue_.name, source_.consumer(),
+                queue_.redis->group, queue_.redis->stream);
+}
+
+bool redis_task_source::stopping() const { return termination_requested() || slot_->stop.load() != 0; }
+
+// Waits up to ms, or less when the master closes our socket (a retire).
+void redis_task_source::pause(std::int64_t ms) {
+  pollfd p{socket_, POLLIN, 0};
+  (void)::poll(&p, 1, static_cast<int>(ms));
+}
+
+bool redis_task_source::take(source_task& t) {
+  while (!stopping()) {
+    if (!held_.empty()) {
+      held_entry h = std::move(held_.front());
+      held_.pop_front();
+      current_ = std::move(h.entry);
+      current_task_ = parse_entry(current_);
+      const redis_task& task = current_task_;
+      if (!task.malformed.empty()) {
+        log_event(spdlog::level::warn,
+                  log_fields::about_task(task.task_id.empty() ? current_.id : task.task_id, queue_.name)
+                      .with_status("unparsable")
+                      .with_error(task.malformed),
+                  "moved to " + queue_.redis->stream + ":failed");
+        push(source_.fail_command(current_, task.attempt,
+                                  task.malformed + " (entry " + current_.id + " of " + current_.stream + ")"));
+        continue;
+      }
+      if (auto at = at_ms(task); h.owed_try.empty() && at && *at > now_ms()) {
+        // Written straight into the stream: not due yet.
+        push(source_.retry_command(current_, task.task_id, task.attempt, last_error(current_), *at));
+        continue;
+      }
+      t.seq = ++seq_;
+      t.id = task.task_id;
+      t.attempt = task.attempt;
+      t.body = task.body;
+      t.owed_try = std::move(h.owed_try);
+      t.args.clear();
+      for (const auto& [k, v] : task.args) t.args.push_back({{k.data(), k.size()}, {v.data(), v.size()}});
+      show_in_slot(current_);
+      return true;
+    }
+    if (!connected(true)) continue;
+    maintain();
+    if (held_.empty() && conn_) fetch();
+  }
+  return false;
+}
+
+// Before the chain runs: which entry this spooler is inside, for the
+// master's exit note should it die there.
+void redis_task_source::show_in_slot(const redis_entry& e) {
+  const entry_ref r = make_entry_ref(queue_.redis->stream, e.stream, e.id).value_or(entry_ref{-2, 0, 0});
+  slot_->entry_priority.store(r.priority);
+  slot_->entry_ms.store(r.ms);
+  slot_->entry_seq.store(r.seq);
+}
+
+void redis_task_source::record(const source_task& t, const chain_verdict& v) {
+  avg_task_ns_ = avg_task_ns_ == 0 ? static_cast<double>(v.took_ns) : avg_task_ns_ * 0.8 + static_cast<double>(v.took_ns) * 0.2;
+  log_fields line = chain_.line(t.id, v, t.attempt);
+  if (v.is(Status::Ok)) {
+    push(source_.ok_command(current_));
+    log_event(spdlog::level::info, line, "");
+  } else if (v.is(Status::Ignore)) {
+    push(source_.ignore_command(current_));
+    log_event(spdlog::level::info, line, "left unacknowledged, not offered again");
+  } else {
+    finish(current_, current_task_, v.error, v.is(Status::Fail), line);
+  }
+}
+
+// An entry taken over from a dead spooler or host: its try is counted, and
+// it runs again only after the backoff (or is failed).
+void redis_task_source::record_owed_try(const source_task& t) {
+  log_fields line = log_fields::about_task(t.id, queue_.name)
+                        .with_status(t.owed_try.rfind("timed out", 0) == 0 ? "timeout" : "crash")
+                        .with_attempt(t.attempt);
+  line.plugin = chain_.text();
+  finish(current_, current_task_, t.owed_try, false, line);
+}
+
+// Counts a try that did not succeed: failed stream at once or after
+// max_attempts, otherwise delayed by the backoff.
+void redis_task_source::finish(const redis_entry& e, const redis_task& t, std::string reason, bool fail_now,
+                               log_fields& line) {
+  const unsigned tries = t.attempt + 1;
+  const bool give_up = fail_now || tries >= queue_.max_attempts;
+  if (give_up && !fail_now) {
+    reason += " (gave up after " + std::to_string(tries) + " of max_attempts " + std::to_string(queue_.max_attempts) + ")";
+  }
+  line.error = reason;
+  if (give_up) {
+    push(source_.fail_command(e, tries, reason));
+    log_event(spdlog::level::warn, line, "moved to " + queue_.redis->stream + ":failed");
+    return;
+  }
+  const duration delay = retry_delay(tries, queue_.backoff, queue_.backoff_max, random_jitter());
+  push(source_.retry_command(e, t.task_id, tries, reason, now_ms() + delay.count()));
+  line.next_try_in = format_duration(delay);
+  log_event(spdlog::level::info, line, "");
+}
+
+// Entries handed to this spooler and not started go back to their stream
+// with no try counted (a try owed for one is counted first); the outcomes
+// reach Redis before we go, however long it takes to come back when we are
+// recycled, once more when we are told to stop.
+int redis_task_source::close() {
+  while (!held_.empty()) {
+    held_entry h = std::move(held_.front());
+    held_.pop_front();
+    if (h.owed_try.empty()) {
+      push(source_.release_command(h.entry));
+      continue;
+    }
+    const redis_task t = parse_entry(h.entry);
+    log_fields line = log_fields::about_task(t.task_id.empty() ? h.entry.id : t.task_id, queue_.name)
+                          .with_status("crash")
+                          .with_attempt(t.attempt);
+    if (!t.malformed.empty()) {
+      push(source_.fail_command(h.entry, t.attempt, t.malformed));
+    } else {
+      finish(h.entry, t, h.owed_try, false, line);
+    }
+  }
+  while ((!pending_.empty() || !in_flight_.empty()) && !stopping()) {
+    if (connected(true)) (void)flush();
+  }
+  if ((!pending_.empty() || !in_flight_.empty()) && connected(false)) (void)flush();
+  const std::size_t left = pending_.size() + in_flight_.size();
+  if (left != 0) {
+    spdlog::warn("spooler for queue {}: exiting with {} outcome(s) Redis did not take: those entries stay pending "
+                 "and run again after the lease",
+                 queue_.name, left);
+  } else if (conn_ && !conn_->broken()) {
+    source_.leave(*conn_, streams_);
+  }
+  return k_spooler_exit_ok;
+}
+
+// A usable connection, connecting when there is none: with retry, after a
+// pause of 100 ms doubling to 5 s.
+bool redis_task_source::connected(bool with_pause) {
+  if (conn_ && !conn_->broken()) return true;
+  if (conn_) lost(make_error("Redis at " + queue_.redis->url.display() + ": the connection broke"));
+  if (with_pause && pause_ms_ > 0) {
+    pause(pause_ms_);
+    if (stopping()) return false;
+  }
+  auto c = redis_conn::connect(queue_.redis->url, k_connect_timeout);
+  if (!c) {
+    unreachable(c.err());
+    return false;
+  }
+  conn_ = std::move(*c);
+  if (auto p = source_.prepare(*conn_); !p) {
+    unreachable(p.err());
+    return false;
+  }
+  if (down_since_ms_ >= 0 && (board_ == nullptr || board_->report_up(queue_.redis->url.display()))) {
+    spdlog::info("queue {}: Redis at {} answers again after {}ms; the outcomes in hand ({} in this spooler) are "
+                 "applied now",
+                 queue_.name, queue_.redis->url.display(), mono_ms() - down_since_ms_, pending_.size());
+  }
+  down_since_ms_ = -1;
+  pause_ms_ = 0;
+  connected_at_ms_ = mono_ms();
+  next_streams_ms_ = 0;
+  next_takeover_ms_ = 0;
+  send_pending();
+  return conn_.has_value();
+}
+
+// The connection broke or a command on it failed: one reconnection at once
+// (a restarted server, a connection the server closed), an outage only if
+// that fails too, or if the connection was not a second old.
+void redis_task_source::lost(const error& e) {
+  if (mono_ms() - connected_at_ms_ < 1000) return unreachable(e);
+  drop_connection();
+}
+
+// Written, maybe applied, maybe not: sent again, which is harmless (every
+// outcome script acknowledges first and does nothing more when the entry
+// was no longer pending).
+void redis_task_source::drop_connection() {
+  conn_.reset();
+  pending_.insert(pending_.begin(), std::make_move_iterator(in_flight_.begin()),
+                  std::make_move_iterator(in_flight_.end()));
+  in_flight_.clear();
+}
+
+// The server cannot be reached: retried after a pause, 100 ms doubling to
+// 5 s. The host logs the outage once (spooler_board), not once per spooler.
+void redis_task_source::unreachable(const error& e) {
+  drop_connection();
+  pause_ms_ = pause_ms_ == 0 ? k_first_pause_ms : std::min(pause_ms_ * 2, k_max_pause_ms);
+  if (down_since_ms_ >= 0) return;
+  down_since_ms_ = mono_ms();
+  if (board_ == nullptr || board_->report_down(queue_.redis->url.display(), now_ms())) {
+    spdlog::warn("queue {}: {}; reconnecting every 100ms doubling to 5s; the outcomes in hand ({} in this spooler) "
+                 "are kept (logged once for this host)",
+                 queue_.name, e.message, pending_.size());
+  } else {
+    spdlog::debug("queue {}: {}; another spooler of this host logged the outage", queue_.name, e.message);
+  }
+}
+
+// The streams of the queue every second (a new priority), and the entries
+// of dead spoolers of this host (at once) and of hosts that stopped
+// answering (after the lease).
+void redis_task_source::maintain() {
+  const std::int64_t now = mono_ms();
+  if (now >= next_streams_ms_) {
+    auto p = source_.priorities(*conn_);
+    if (!p) return lost(p.err());
+    streams_ = queue_streams(queue_.redis->stream, *p);
+    next_streams_ms_ = now + k_streams_refresh_ms;
+  }
+  if (now < next_takeover_ms_) return;
+  next_takeover_ms_ = now + std::max<std::int64_t>(1000, queue_.redis->lease.count() / 4);
+  take_over_dead();
+  if (!conn_) return;
+  auto expired = source_.take_over_expired(*conn_, streams_);
+  if (!expired) return lost(expired.err());
+  for (auto& e : *expired) {
+    hold_taken_over(e, "not acknowledged within the lease of " + format_duration(queue_.redis->lease) +
+                           ": its host stopped");
+  }
+}
+
+// A dead spooler of this host was handed its entries in a batch: the
+// master's exit note says which one it was inside (that one owes a try);
+// the others were never started and run as they are. Without a note (the
+// master has not reaped it yet) it waits for the next look; with no board
+// at all, every entry it held owes a try.
+void redis_task_source::take_over_dead() {
+  auto dead = source_.dead_consumers(*conn_, streams_, prefix_);
+  if (!dead) return lost(dead.err());
+  for (const auto& d : *dead) {
+    const std::optional<exit_note> note = board_ != nullptr ? board_->find(d.pid) : std::nullopt;
+    if (!note && board_ != nullptr && ++unnoted_[d.name] < 3) continue;
+    unnoted_.erase(d.name);
+    auto entries = source_.take_over(*conn_, d);
+    if (!entries) return lost(entries.err());
+    std::string why = "spooler " + d.name + " died holding it";
+    if (note) {
+      why = note->timed_out ? "timed out after " + format_duration(queue_.timeout)
+                            : "spooler " + describe_exit(note->wait_status);
+    }
+    for (auto& e : *entries) {
+      const bool was_inside = !note || (note->in_task && make_entry_ref(queue_.redis->stream, e.stream, e.id) ==
+                                                             note->in_task);
+      hold_taken_over(e, was_inside ? why : std::string());
+    }
+    if (!conn_) return;
+  }
+}
+
+void redis_task_source::hold_taken_over(const redis_entry& e, std::string owed) {
+  if (!conn_) return;
+  auto ignored = source_.is_ignored(*conn_, e);
+  if (!ignored) return lost(ignored.err());
+  if (*ignored) return;  // no plugin took it: it stays, no try
+  // Owed tries first: counting one runs no plugin.
+  if (owed.empty()) {
+    held_.push_back({e, {}});
+  } else {
+    held_.push_front({e, std::move(owed)});
+  }
+}
+
+std::size_t redis_task_source::batch_size() const {
+  if (avg_task_ns_ <= 0) return 1;  // nothing known of the tasks yet
+  const double n = k_batch_window_ns / avg_task_ns_;
+  return static_cast<std::size_t>(std::clamp(n, 1.0, static_cast<double>(k_max_batch_entries)));
+}
+
+// The replies of the outcomes written, then the next batch, in one round
+// trip; when there is none, a blocking read until one comes (or a delayed
+// task is due).
+void redis_task_source::fetch() {
+  const std::size_t count = batch_size();
+  const std::vector<std::string> take = source_.take_command(streams_, now_ms(), count);
+  const std::size_t sent = in_flight_.size();
+  if (auto s = conn_->send({std::vector<std::string_view>(take.begin(), take.end())}, k_command_timeout); !s) {
+    return lost(s.err());
+  }
+  auto replies = conn_->receive(sent + 1, k_command_timeout);
+  if (!replies) return lost(replies.err());
+  if (!settle(*replies, sent)) return;
+  const redisReply* r = replies->back().get();
+  if (is_error(r)) return server_error("take an entry", reply_text(r));
+  std::int64_t next_due = -1;
+  auto entries = redis_source::read_take(r, next_due);
+  if (!entries.empty()) {
+    for (auto& e : entries) held_.push_back({std::move(e), {}});
+    return;
+  }
+  std::int64_t block = k_max_block.count();
+  if (next_due >= 0) block = std::clamp<std::int64_t>(next_due - now_ms(), 1, block);
+  auto waited = source_.wait(*conn_, streams_, milliseconds(block), count);
+  if (!waited) {
+    if (conn_->broken()) return lost(waited.err());
+    // A stream deleted under us (spoolctl purge --all, a FLUSHDB): the
+    // next take creates it and its group again.
+    const std::string& why = waited.err().message;
+    if (why.find("NOGROUP") != std::string::npos || why.find("UNBLOCKED") != std::string::npos) return;
+    return server_error("wait for an entry", waited.err().message);
+  }
+  for (auto& e : *waited) held_.push_back({std::move(e), {}});
+}
+
+// An outcome is written at once, its reply read with the next take: if
+// this spooler dies in its next task, Redis has it.
+void redis_task_source::push(std::vector<std::string> command) {
+  pending_.push_back(std::move(command));
+  send_pending();
+}
+
+void redis_task_source::send_pending() {
+  if (pending_.empty() || !conn_ || conn_->broken()) return;
+  if (auto s = conn_->send(views_of(pending_), k_command_timeout); !s) return lost(s.err());
+  std::move(pending_.begin(), pending_.end(), std::back_inserter(in_flight_));
+  pending_.clear();
+}
+
+// Reads the replies of the first n commands in flight; false when one
+// needs the scripts loaded again (that one and the ones after it are sent
+// again).
+bool redis_task_source::settle(const std::vector<redis_reply>& replies, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const redisReply* r = replies[i].get();
+    if (is_error(r) && reply_text(r).rfind("NOSCRIPT", 0) == 0) {
+      in_flight_.erase(in_flight_.begin(), in_flight_.begin() + static_cast<std::ptrdiff_t>(i));
+      pending_.insert(pending_.begin(), std::make_move_iterator(in_flight_.begin()),
+                      std::make_move_iterator(in_flight_.begin() + static_cast<std::ptrdiff_t>(n - i)));
+      in_flight_.erase(in_flight_.begin(), in_flight_.begin() + static_cast<std::ptrdiff_t>(n - i));
+      if (auto p = source_.prepare(*conn_); !p) {
+        lost(p.err());
+        return false;
+      }
+      send_pending();
+      return false;
+    }
+    if (is_error(r)) {
+      spdlog::error("queue {}: Redis refused an outcome ({}): {}", queue_.name, in_flight_[i][0], reply_text(r));
+    }
+  }
+  in_flight_.erase(in_flight_.begin(), in_flight_.begin() + static_cast<std::ptrdiff_t>(n));
+  return true;
+}
+
+bool redis_task_source::flush() {
+  send_pending();
+  if (!conn_) return false;
+  const std::size_t n = in_flight_.size();
+  auto replies = conn_->receive(n, k_command_timeout);
+  if (!replies) {
+    lost(replies.err());
+    return false;
+  }
+  return settle(*replies, n);
+}
+
+void redis_task_source::server_error(const char* doing, const std::string& text) {
+  if (text.rfind("NOSCRIPT", 0) == 0) {
+    if (auto p = source_.prepare(*conn_); !p) lost(p.err());
+    return;
+  }
+  spdlog::error("queue {}: Redis at {}: cannot {}: {}", queue_.name, queue_.redis->url.display(), doing, text);
+  pause(1000);
+}
+
+}  // namespace spoold

@@ -1,0 +1,128 @@
+#include "spooler_board.hpp"
+
+#include <sys/mman.h>
+
+#include <charconv>
+#include <functional>
+#include <new>
+
+#include "logging.hpp"
+#include "posix.hpp"
+
+namespace spoold {
+
+namespace {
+
+constexpr std::uint32_t k_in_task = 1;
+constexpr std::uint32_t k_timed_out = 2;
+
+std::optional<std::uint64_t> number(std::string_view s) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// Never 0, which marks a free outage cell.
+std::uint64_t server_key(std::string_view server) { return std::hash<std::string_view>{}(server) | 1; }
+
+}  // namespace
+
+std::optional<entry_ref> make_entry_ref(std::string_view base, std::string_view stream, std::string_view id) {
+  entry_ref r;
+  if (stream != base) {
+    if (stream.size() <= base.size() + 2 || stream.substr(0, base.size()) != base ||
+        stream.substr(base.size(), 2) != ":p") {
+      return std::nullopt;
+    }
+    auto p = number(stream.substr(base.size() + 2));
+    if (!p || *p > 1'000'000) return std::nullopt;
+    r.priority = static_cast<std::int64_t>(*p);
+  }
+  const auto dash = id.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  auto ms = number(id.substr(0, dash));
+  auto seq = number(id.substr(dash + 1));
+  if (!ms || !seq) return std::nullopt;
+  r.ms = *ms;
+  r.seq = *seq;
+  return r;
+}
+
+void spooler_board::post(const exit_note& n) {
+  note_cell& c = notes[notes_written.fetch_add(1) % k_notes];
+  const std::uint64_t v = c.version.load(std::memory_order_relaxed);
+  c.version.store(v + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  c.pid.store(n.pid, std::memory_order_relaxed);
+  c.wait_status.store(n.wait_status, std::memory_order_relaxed);
+  c.flags.store((n.in_task ? k_in_task : 0) | (n.timed_out ? k_timed_out : 0), std::memory_order_relaxed);
+  const entry_ref e = n.in_task.value_or(entry_ref{});
+  c.priority.store(e.priority, std::memory_order_relaxed);
+  c.ms.store(e.ms, std::memory_order_relaxed);
+  c.seq.store(e.seq, std::memory_order_relaxed);
+  c.version.store(v + 2, std::memory_order_release);
+}
+
+std::optional<exit_note> spooler_board::find(pid_t pid) const {
+  // Newest first: a pid reused by a later spooler of this host has the
+  // newer note.
+  const std::uint64_t written = notes_written.load(std::memory_order_acquire);
+  const std::uint64_t n = written < k_notes ? written : k_notes;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const note_cell& c = notes[(written - 1 - i) % k_notes];
+    const std::uint64_t before = c.version.load(std::memory_order_acquire);
+    if (before % 2 != 0 || c.pid.load(std::memory_order_relaxed) != pid) continue;
+    exit_note out;
+    out.pid = pid;
+    out.wait_status = c.wait_status.load(std::memory_order_relaxed);
+    const std::uint32_t flags = c.flags.load(std::memory_order_relaxed);
+    out.timed_out = (flags & k_timed_out) != 0;
+    if ((flags & k_in_task) != 0) {
+      out.in_task = entry_ref{c.priority.load(std::memory_order_relaxed), c.ms.load(std::memory_order_relaxed),
+                              c.seq.load(std::memory_order_relaxed)};
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (c.version.load(std::memory_order_relaxed) != before) continue;  // rewritten meanwhile
+    return out;
+  }
+  return std::nullopt;
+}
+
+bool spooler_board::report_down(std::string_view server, std::int64_t now_ms) {
+  const std::uint64_t key = server_key(server);
+  for (outage_cell& c : outages) {
+    std::uint64_t k = c.server.load();
+    if (k == 0 && c.server.compare_exchange_strong(k, key)) k = key;
+    if (k != key) continue;
+    std::int64_t since = 0;
+    return c.since_ms.compare_exchange_strong(since, now_ms > 0 ? now_ms : 1);
+  }
+  return true;  // more servers than cells: every spooler logs, as without a board
+}
+
+bool spooler_board::report_up(std::string_view server) {
+  const std::uint64_t key = server_key(server);
+  for (outage_cell& c : outages) {
+    const std::uint64_t k = c.server.load();
+    if (k == 0) break;
+    if (k == key) return c.since_ms.exchange(0) != 0;
+  }
+  return true;  // no cell: report_down() let every spooler log
+}
+
+spooler_board* map_spooler_board() {
+  void* mem = ::mmap(nullptr, sizeof(spooler_board), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) {
+    spdlog::error("{}: a spooler of a Redis queue that dies in a task then has every entry it held counted as a try",
+                  io_error("mmap the spoolers' shared board", errno).message);
+    return nullptr;
+  }
+  return new (mem) spooler_board();
+}
+
+void unmap_spooler_board(spooler_board* b) {
+  if (b != nullptr) ::munmap(b, sizeof(spooler_board));
+}
+
+}  // namespace spoold
