@@ -72,7 +72,7 @@ class master {
     }
     pool_ = std::make_unique<spooler_pool>(epoll_.get());
     if (!cfg_.host.metrics.empty()) {  // before the spoolers: it holds none of their sockets
-      auto m = metrics_publisher::start(cfg_.host);
+      auto m = metrics_publisher::start(cfg_.host, pool_->board());
       if (!m) {
         spdlog::error("{}", m.err().message);
         return 2;
@@ -259,10 +259,22 @@ class master {
     for (auto& q : queues_) {
       const auto [alive, ready] = pool_->count(q.get());
       if (!q->index) {
+        // A Redis queue: the backlog its spoolers read last (the master
+        // never waits on Redis).
         status_counts line;
         line.queue = q->cfg.name;
-        line.counts = {{"spoolers", alive}, {"ready", ready}, {"restarts", q->restarts}};
-        const std::string note = "(Redis stream " + q->cfg.redis->stream + " at " + q->cfg.redis->url.display() + ")";
+        std::string note = "(Redis stream " + q->cfg.redis->stream + " at " + q->cfg.redis->url.display() + ")";
+        const std::int64_t now_ms = now_ns() / 1'000'000;
+        const auto b = pool_->board() != nullptr ? pool_->board()->backlog(backlog_key(q->cfg), now_ms) : std::nullopt;
+        if (b) {
+          if (now_ms - b->read_at_ms >= 2000) note += " backlog read " + std::to_string((now_ms - b->read_at_ms) / 1000) + "s ago";
+          line.counts = {{"pending", b->waiting}, {"delayed", b->delayed},     {"ignored", b->ignored},
+                         {"failed", b->failed},   {"in_flight", b->in_flight}, {"spoolers", alive},
+                         {"ready", ready},        {"restarts", q->restarts}};
+        } else {
+          line.counts = {{"spoolers", alive}, {"ready", ready}, {"restarts", q->restarts}};
+          note += " backlog unknown: no spooler read it from Redis in the last minute";
+        }
         line.note = note;
         log_status_line(line);
         continue;

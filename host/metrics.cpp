@@ -103,6 +103,7 @@ std::string encode_snapshot(const std::vector<queue_snapshot>& queues) {
   for (const auto& q : queues) {
     put_string(out, q.name);
     put_string(out, q.dir);
+    put_string(out, q.redis_key);
     put(out, q.counters);
     put(out, q.pending);
     put(out, q.delayed);
@@ -118,7 +119,8 @@ std::optional<std::vector<queue_snapshot>> decode_snapshot(std::string_view in) 
   std::vector<queue_snapshot> out;
   for (std::uint32_t i = 0; i < n; ++i) {
     queue_snapshot q;
-    if (!get_string(in, q.name) || !get_string(in, q.dir) || !get(in, q.counters) || !get(in, q.pending) ||
+    if (!get_string(in, q.name) || !get_string(in, q.dir) || !get_string(in, q.redis_key) || !get(in, q.counters) ||
+        !get(in, q.pending) ||
         !get(in, q.delayed) || !get(in, q.in_flight)) {
       return std::nullopt;
     }
@@ -183,15 +185,20 @@ std::string render_exposition(const std::vector<queue_snapshot>& queues,
   const auto gauge = [&](std::string_view name, std::string_view help, auto value) {
     head(name, "gauge", help);
     for (std::size_t i = 0; i < queues.size(); ++i) {
-      if (queues[i].dir.empty()) continue;  // removed by a reload: only its counters stay
+      // Removed by a reload: only its counters stay.
+      if (queues[i].dir.empty() && queues[i].redis_key.empty()) continue;
       if (auto v = value(i)) out += fmt::format("{}{{{}}} {}\n", name, label(queues[i]), *v);
     }
   };
   using maybe = std::optional<std::string>;
+  const auto known = [&](std::size_t i, std::uint64_t v) -> maybe {
+    if (!queues[i].counts_known) return std::nullopt;
+    return std::to_string(v);
+  };
   gauge("spoold_queue_pending", "Tasks due and waiting for a spooler, as the master's index knows them.",
-        [&](std::size_t i) -> maybe { return std::to_string(queues[i].pending); });
+        [&](std::size_t i) -> maybe { return known(i, queues[i].pending); });
   gauge("spoold_queue_delayed", "Tasks waiting for their time (at, a retry's backoff, a busy file).",
-        [&](std::size_t i) -> maybe { return std::to_string(queues[i].delayed); });
+        [&](std::size_t i) -> maybe { return known(i, queues[i].delayed); });
   gauge("spoold_queue_failed", "Tasks in the queue's failed/ folder, read at scrape time.", [&](std::size_t i) -> maybe {
     if (i >= dirs.size() || !dirs[i]) return std::nullopt;
     return std::to_string(dirs[i]->failed);
@@ -199,11 +206,11 @@ std::string render_exposition(const std::vector<queue_snapshot>& queues,
   gauge("spoold_queue_oldest_pending_age_seconds",
         "Seconds since the oldest due task file (not ignored) became due, read at scrape time; 0 when none.",
         [&](std::size_t i) -> maybe {
-          if (i >= dirs.size() || !dirs[i]) return std::nullopt;
-          return number(dirs[i]->oldest_pending_age_s);
+          if (i >= dirs.size() || !dirs[i] || !dirs[i]->oldest_pending_age_s) return std::nullopt;
+          return number(*dirs[i]->oldest_pending_age_s);
         });
   gauge("spoold_tasks_in_flight", "Tasks named to a spooler and not reported on yet.",
-        [&](std::size_t i) -> maybe { return std::to_string(queues[i].in_flight); });
+        [&](std::size_t i) -> maybe { return known(i, queues[i].in_flight); });
 
   head("spoold_spooler_restarts_total", "counter",
        "Spooler processes started to replace one that died (crash: a signal or a failing exit; timeout; "
@@ -258,13 +265,15 @@ std::optional<std::string> probe_metrics_address(const host_config& host, bool i
   return s.err().message;
 }
 
-result<std::unique_ptr<metrics_publisher>> metrics_publisher::start(const host_config& host) {
+result<std::unique_ptr<metrics_publisher>> metrics_publisher::start(const host_config& host,
+                                                                    const spooler_board* board) {
   auto a = parse_listen_address(host.metrics);
   if (!a) return a.err();
   auto s = listen_on(*a, host.metrics);
   if (!s) return s.err();
   std::unique_ptr<metrics_publisher> p(new metrics_publisher());
   p->host_ = host;
+  p->board_ = board;
   p->listener_ = std::move(*s);
   if (auto spawned = p->spawn(); !spawned) return spawned.err();
   spdlog::info("metrics: serving http://{}/metrics (metrics process {})", host.metrics, p->pid_);
@@ -294,7 +303,7 @@ result<void> metrics_publisher::spawn() {
     const int m = ::fcntl(theirs.get(), F_DUPFD, 100);
     if (l < 0 || m < 0 || ::dup2(l, 3) < 0 || ::dup2(m, 4) < 0) ::_exit(1);
     ::close_range(5, ~0U, 0);
-    run_metrics_server(host_, 3, 4);
+    run_metrics_server(host_, 3, 4, board_);
   }
   theirs.reset();
   if (::fcntl(ours.get(), F_SETFL, O_NONBLOCK) != 0) return io_error("make the metrics socket non-blocking", errno);
@@ -339,6 +348,7 @@ void metrics_publisher::on_turn(const std::vector<std::unique_ptr<queue_runtime>
     s.counters = counters;
     for (const auto& q : queues) {
       if (q->cfg.name != name) continue;
+      if (!q->retired && q->cfg.redis) s.redis_key = backlog_key(q->cfg);
       if (!q->retired) s.dir = q->cfg.dir;
       if (!q->index) continue;
       const auto c = q->index->count();

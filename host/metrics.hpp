@@ -25,6 +25,7 @@
 #include "posix.hpp"
 #include "protocol.hpp"
 #include "result.hpp"
+#include "spooler_board.hpp"
 
 namespace spoold {
 
@@ -67,21 +68,26 @@ void count_restart(const std::string& queue, restart_cause why);
 // One queue in a snapshot: the master's counters and gauges.
 struct queue_snapshot {
   std::string name;
-  std::string dir;  // empty for a queue a reload removed (its counters stay)
+  std::string dir;        // empty for a queue a reload removed (its counters stay) and for a Redis queue
+  std::string redis_key;  // a Redis queue: the key of its backlog on the spooler board
   queue_counters counters;
   std::uint64_t pending = 0;
   std::uint64_t delayed = 0;
   std::uint64_t in_flight = 0;
+  // Set by the metrics process: false for a Redis queue whose backlog no
+  // spooler read lately (its gauges are left out rather than wrong).
+  bool counts_known = true;
 };
 
 // Both sides are one binary: native byte order, fixed-size numbers.
 std::string encode_snapshot(const std::vector<queue_snapshot>& queues);
 std::optional<std::vector<queue_snapshot>> decode_snapshot(std::string_view data);
 
-// What the metrics process reads from a queue's directory.
+// What the metrics process reads from a queue's directory (or, for a Redis
+// queue, from the spooler board: no oldest age there).
 struct dir_gauges {
   std::uint64_t failed = 0;
-  double oldest_pending_age_s = 0;  // 0 when nothing is pending
+  std::optional<double> oldest_pending_age_s = 0.0;  // 0 when nothing is pending
 };
 
 // The exposition text (format 0.0.4) of a snapshot and the gauges read from
@@ -104,7 +110,9 @@ class metrics_publisher {
  public:
   // Binds the address and forks the metrics process; the error names the
   // address and why it cannot be used.
-  static result<std::unique_ptr<metrics_publisher>> start(const host_config& host);
+  // board: the spooler board, where the metrics process reads the backlog
+  // of Redis queues (may be nullptr).
+  static result<std::unique_ptr<metrics_publisher>> start(const host_config& host, const spooler_board* board);
   ~metrics_publisher();
   metrics_publisher(const metrics_publisher&) = delete;
   metrics_publisher& operator=(const metrics_publisher&) = delete;
@@ -123,6 +131,7 @@ class metrics_publisher {
   result<void> spawn();
 
   host_config host_;
+  const spooler_board* board_ = nullptr;
   unique_fd listener_;
   unique_fd sock_;
   pid_t pid_ = -1;
@@ -135,6 +144,6 @@ class metrics_publisher {
 
 // The metrics process's main: serves /metrics on listen_fd with the
 // snapshots read from master_fd until the master goes. Never returns.
-[[noreturn]] void run_metrics_server(const host_config& host, int listen_fd, int master_fd);
+[[noreturn]] void run_metrics_server(const host_config& host, int listen_fd, int master_fd, const spooler_board* board);
 
 }  // namespace spoold

@@ -167,8 +167,8 @@ class dir_reader {
 
 class server {
  public:
-  server(asio::io_context& io, tcp protocol, int listen_fd, int master_fd)
-      : acceptor_(io, protocol, listen_fd), master_(io, master_fd), retry_(io) {}
+  server(asio::io_context& io, tcp protocol, int listen_fd, int master_fd, const spooler_board* board)
+      : acceptor_(io, protocol, listen_fd), master_(io, master_fd), retry_(io), board_(board) {}
 
   void start() {
     accept();
@@ -176,9 +176,27 @@ class server {
   }
 
   std::string exposition() {
+    std::vector<queue_snapshot> queues = snapshot_;
     std::vector<std::optional<dir_gauges>> dirs;
-    for (const auto& q : snapshot_) dirs.push_back(q.dir.empty() ? std::nullopt : reader_.gauges(q.dir));
-    return render_exposition(snapshot_, dirs);
+    const std::int64_t now_ms = now_ns() / 1'000'000;
+    for (auto& q : queues) {
+      if (q.redis_key.empty()) {
+        dirs.push_back(q.dir.empty() ? std::nullopt : reader_.gauges(q.dir));
+        continue;
+      }
+      // A Redis queue: what its spoolers read last, on the board.
+      const auto b = board_ != nullptr ? board_->backlog(q.redis_key, now_ms) : std::nullopt;
+      q.counts_known = b.has_value();
+      if (!b) {
+        dirs.push_back(std::nullopt);
+        continue;
+      }
+      q.pending = b->waiting;
+      q.delayed = b->delayed;
+      q.in_flight = b->in_flight;
+      dirs.push_back(dir_gauges{b->failed, std::nullopt});
+    }
+    return render_exposition(queues, dirs);
   }
 
   std::size_t connections = 0;
@@ -214,6 +232,7 @@ class server {
   tcp::acceptor acceptor_;
   asio::posix::stream_descriptor master_;
   asio::steady_timer retry_;
+  const spooler_board* board_;
   std::vector<queue_snapshot> snapshot_;
   dir_reader reader_;
 };
@@ -328,7 +347,7 @@ void server::accept() {
 
 }  // namespace
 
-void run_metrics_server(const host_config& host, int listen_fd, int master_fd) {
+void run_metrics_server(const host_config& host, int listen_fd, int master_fd, const spooler_board* board) {
   // The master's signals are the master's: a TERM or INT sent to the whole
   // process group must not kill the endpoint while the tasks in hand drain.
   // It goes with the master (PR_SET_PDEATHSIG, or the end of its socket).
@@ -343,7 +362,7 @@ void run_metrics_server(const host_config& host, int listen_fd, int master_fd) {
     if (::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
       throw std::runtime_error(io_error("getsockname of the metrics socket", errno).message);
     }
-    server srv(io, ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), listen_fd, master_fd);
+    server srv(io, ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), listen_fd, master_fd, board);
     srv.start();
     io.run();
   } catch (const std::exception& e) {

@@ -82,6 +82,24 @@ redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 return 1
 )lua";
 
+// KEYS: a stream, its ignored set, the key of the token of the last offer;
+// ARGV: group, this consumer, the token (this host's start or reload). The
+// first spooler of a host start or reload claims the entries no plugin
+// took, to run them again; the others find the token set.
+const char* k_offer_ignored = R"lua(
+if redis.call('GET', KEYS[3]) == ARGV[3] then return {} end
+redis.call('SET', KEYS[3], ARGV[3])
+local claimed = {}
+while true do
+  local ids = redis.call('SPOP', KEYS[2], 500)
+  if #ids == 0 then break end
+  for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
+    claimed[#claimed + 1] = e
+  end
+end
+return claimed
+)lua";
+
 // KEYS: a stream; ARGV: group, a dead consumer, this consumer. Claims what
 // the dead one held and removes it once it holds nothing.
 const char* k_take_over = R"lua(
@@ -203,10 +221,11 @@ redis_source::redis_source(const queue_config& q, std::string consumer)
       retry_{k_retry, {}},
       fail_{k_fail, {}},
       release_{k_release, {}},
+      offer_ignored_{k_offer_ignored, {}},
       take_over_{k_take_over, {}} {}
 
 result<void> redis_source::prepare(redis_conn& c) {
-  for (script* s : {&take_, &ok_, &retry_, &fail_, &release_, &take_over_}) {
+  for (script* s : {&take_, &ok_, &retry_, &fail_, &release_, &offer_ignored_, &take_over_}) {
     auto r = c.command({"SCRIPT", "LOAD", s->text}, k_command_timeout);
     if (!r) return r.err();
     if (is_error(r->get())) return make_error("SCRIPT LOAD: " + reply_text(r->get()));
@@ -386,6 +405,49 @@ result<std::vector<redis_entry>> redis_source::take_over_expired(redis_conn& c,
     }
   }
   return out;
+}
+
+result<std::vector<redis_entry>> redis_source::offer_ignored(redis_conn& c, const std::vector<std::string>& streams,
+                                                             const std::string& token) {
+  std::vector<redis_entry> out;
+  for (const auto& s : streams) {
+    auto r = c.command({"EVALSHA", offer_ignored_.sha, "3", s, s + ":ignored", s + ":ignored:offered", group_,
+                        consumer_, token},
+                       k_command_timeout);
+    if (!r) return r.err();
+    if (is_error(r->get())) continue;  // no stream or no group yet: nothing was ignored
+    entries_of(s, r->get(), out);
+  }
+  return out;
+}
+
+result<redis_backlog> redis_source::backlog(redis_conn& c, const std::vector<std::string>& streams) {
+  std::vector<std::vector<std::string>> commands;
+  for (const auto& s : streams) {
+    commands.push_back({"XLEN", s});
+    commands.push_back({"ZCARD", s + ":delayed"});
+    commands.push_back({"SCARD", s + ":ignored"});
+    commands.push_back({"XPENDING", s, group_});  // the summary: [count, first, last, consumers]
+  }
+  commands.push_back({"XLEN", base_ + ":failed"});
+  std::vector<std::vector<std::string_view>> views;
+  for (const auto& cmd : commands) views.emplace_back(cmd.begin(), cmd.end());
+  auto replies = c.pipeline(views, k_command_timeout);
+  if (!replies) return replies.err();
+  redis_backlog b;
+  for (std::size_t i = 0; i < streams.size(); ++i) {
+    const auto length = static_cast<std::uint64_t>(std::max(0LL, reply_integer((*replies)[4 * i].get())));
+    const auto ignored = static_cast<std::uint64_t>(std::max(0LL, reply_integer((*replies)[4 * i + 2].get())));
+    // No group yet: an error reply, nothing delivered.
+    const auto pending =
+        static_cast<std::uint64_t>(std::max(0LL, reply_integer(reply_at((*replies)[4 * i + 3].get(), 0))));
+    b.waiting += length > pending ? length - pending : 0;
+    b.delayed += static_cast<std::uint64_t>(std::max(0LL, reply_integer((*replies)[4 * i + 1].get())));
+    b.ignored += ignored;
+    b.in_flight += pending > ignored ? pending - ignored : 0;
+  }
+  b.failed = static_cast<std::uint64_t>(std::max(0LL, reply_integer(replies->back().get())));
+  return b;
 }
 
 result<bool> redis_source::is_ignored(redis_conn& c, const redis_entry& e) {

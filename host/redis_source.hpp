@@ -11,6 +11,7 @@
 //                      by due unix ms (an `at` in the future, a Retry's backoff)
 //   <s>:task:<id>      list of the fields of a delayed task, in order
 //   <s>:ignored        set of entry ids no plugin took, left unacknowledged
+//   <s>:ignored:offered  the host start or reload that last offered them again
 //   S:failed           stream of failed tasks: their fields + spoold.error,
 //                      spoold.attempt
 // An entry's fields are the task's args (key, value, in order, binary-safe)
@@ -29,6 +30,7 @@
 
 #include "config.hpp"
 #include "redis_conn.hpp"
+#include "spooler_board.hpp"
 
 namespace spoold {
 
@@ -113,6 +115,14 @@ class redis_source {
   // Entries idle longer than the lease in any consumer's hands (a dead
   // host's): claimed for this consumer (XAUTOCLAIM).
   result<std::vector<redis_entry>> take_over_expired(redis_conn& c, const std::vector<std::string>& streams);
+  // The entries no plugin took, claimed for this consumer to run again,
+  // once per token (a host start or reload): none when another spooler
+  // offered them for this token already.
+  result<std::vector<redis_entry>> offer_ignored(redis_conn& c, const std::vector<std::string>& streams,
+                                                 const std::string& token);
+  // What the queue holds, in one round trip (the delayed, ignored and
+  // pending counts of every stream and the failed stream's length).
+  result<redis_backlog> backlog(redis_conn& c, const std::vector<std::string>& streams);
   // Whether the entry is one no plugin took (then no try is counted).
   result<bool> is_ignored(redis_conn& c, const redis_entry& e);
   // Leaves the group (XGROUP DELCONSUMER) when this consumer holds nothing.
@@ -132,7 +142,7 @@ class redis_source {
   std::string base_;
   std::string group_;
   std::string consumer_;
-  script take_, ok_, retry_, fail_, release_, take_over_;
+  script take_, ok_, retry_, fail_, release_, offer_ignored_, take_over_;
 };
 
 // Parses the [id, [field, value, ...]] of an entry in a stream reply.

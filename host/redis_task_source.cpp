@@ -75,7 +75,8 @@ redis_task_source::redis_task_source(const queue_config& queue, const plugin_cha
       slot_(slot),
       board_(board),
       prefix_(host_name() + ":" + std::to_string(master_pid) + ":"),
-      source_(queue, prefix_ + std::to_string(::getpid())) {
+      source_(queue, prefix_ + std::to_string(::getpid())),
+      backlog_key_(backlog_key(queue)) {
   (void)connected(false);
   spdlog::debug("spooler for queue {}: consumer {} of group {} on {}", queue_.name, source_.consumer(),
                 queue_.redis->group, queue_.redis->stream);
@@ -292,11 +293,33 @@ void redis_task_source::unreachable(const error& e) {
 // answering (after the lease).
 void redis_task_source::maintain() {
   const std::int64_t now = mono_ms();
+  if (now < next_streams_ms_ && now < next_takeover_ms_ && ignored_offered_) return;
+  // The replies of outcomes written are read first: the commands below
+  // read theirs from the same connection.
+  if (!in_flight_.empty() && !flush()) return;
+  if (!conn_) return;
   if (now >= next_streams_ms_) {
     auto p = source_.priorities(*conn_);
     if (!p) return lost(p.err());
     streams_ = queue_streams(queue_.redis->stream, *p);
     next_streams_ms_ = now + k_streams_refresh_ms;
+    if (board_ != nullptr) {
+      auto b = source_.backlog(*conn_, streams_);
+      if (!b) return lost(b.err());
+      board_->post_backlog(backlog_key_, *b, now_ms());
+    }
+  }
+  if (!ignored_offered_) {
+    // Spoolers are replaced at a reload: the first look of each suffices.
+    const std::string token = prefix_ + "reload" + std::to_string(board_ != nullptr ? board_->reloads.load() : 0);
+    auto again = source_.offer_ignored(*conn_, streams_, token);
+    if (!again) return lost(again.err());
+    ignored_offered_ = true;
+    if (!again->empty()) {
+      spdlog::info("queue {}: {} task(s) no plugin took are offered again (host start or reload)", queue_.name,
+                   again->size());
+    }
+    for (auto& e : *again) held_.push_back({std::move(e), {}});
   }
   if (now < next_takeover_ms_) return;
   next_takeover_ms_ = now + std::max<std::int64_t>(1000, queue_.redis->lease.count() / 4);

@@ -68,6 +68,7 @@ class redis_task_source final : public task_source {
   spooler_board* board_;
   std::string prefix_;  // "<host>:<master pid>:", the consumers of this host's spoolers
   redis_source source_;
+  std::string backlog_key_;
   std::optional<redis_conn> conn_;
   std::vector<std::string> streams_;
   std::deque<held_entry> held_;
@@ -77,6 +78,7 @@ class redis_task_source final : public task_source {
   std::deque<std::vector<std::string>> in_flight_;  // written, their replies not read yet
   std::unordered_map<std::string, unsigned> unnoted_;  // dead consumers seen before the master's note
   std::uint64_t seq_ = 0;
+  bool ignored_offered_ = false;
   double avg_task_ns_ = 0;
   std::int64_t pause_ms_ = 0;
   std::int64_t down_since_ms_ = -1;

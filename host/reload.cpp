@@ -68,6 +68,7 @@ void apply_reload(config& current, config next, std::vector<std::unique_ptr<queu
     }
   }
   pool.retire_all();
+  pool.offer_ignored_again();
   for (auto& rt : added) kept.push_back(std::move(rt));
   queues = std::move(kept);
   current = std::move(next);

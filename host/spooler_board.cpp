@@ -111,6 +111,39 @@ bool spooler_board::report_up(std::string_view server) {
   return true;  // no cell: report_down() let every spooler log
 }
 
+void spooler_board::post_backlog(std::string_view key, const redis_backlog& b, std::int64_t now_ms) {
+  const std::uint64_t k = server_key(key);
+  for (backlog_cell& c : backlogs) {
+    std::uint64_t found = c.queue.load();
+    if (found == 0 && c.queue.compare_exchange_strong(found, k)) found = k;
+    if (found != k) continue;
+    c.waiting.store(b.waiting);
+    c.delayed.store(b.delayed);
+    c.ignored.store(b.ignored);
+    c.in_flight.store(b.in_flight);
+    c.failed.store(b.failed);
+    c.read_at_ms.store(now_ms);
+    return;
+  }
+}
+
+std::optional<redis_backlog> spooler_board::backlog(std::string_view key, std::int64_t now_ms) const {
+  const std::uint64_t k = server_key(key);
+  for (const backlog_cell& c : backlogs) {
+    const std::uint64_t found = c.queue.load();
+    if (found == 0) break;
+    if (found != k) continue;
+    const std::int64_t at = c.read_at_ms.load();
+    if (at == 0 || now_ms - at > k_backlog_max_age_ms) return std::nullopt;
+    return redis_backlog{c.waiting.load(), c.delayed.load(), c.ignored.load(), c.in_flight.load(), c.failed.load(), at};
+  }
+  return std::nullopt;
+}
+
+std::string backlog_key(const queue_config& q) {
+  return q.redis ? q.redis->stream + " at " + q.redis->url.display() : std::string();
+}
+
 spooler_board* map_spooler_board() {
   void* mem = ::mmap(nullptr, sizeof(spooler_board), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {

@@ -7,6 +7,14 @@
 //    spooler that takes over the dead consumer's entries counts a try for
 //    that entry alone and runs the rest, which were handed to the dead
 //    spooler in a batch but never started.
+//  - reloads: how many times the master reloaded; a Redis spooler offers
+//    the entries no plugin took once per host start and reload (SPEC §4,
+//    Ignore), as the master does for a directory.
+//  - backlogs: what a Redis queue holds (waiting, delayed, ignored, failed,
+//    in flight), read by its spoolers once a second, for the master's
+//    status line (USR1) and the metrics process's gauges, which never talk
+//    to Redis themselves. Each number is atomic, not the five together:
+//    they may come from two spoolers' readings a second apart.
 //  - outages: the first spooler to find a Redis server unreachable logs it
 //    and the first to reach it again logs the recovery, so that a host logs
 //    an outage once, not once per spooler.
@@ -22,6 +30,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "config.hpp"
 
 namespace spoold {
 
@@ -44,9 +54,22 @@ struct exit_note {
   std::optional<entry_ref> in_task;  // the entry it was inside, if any
 };
 
+struct redis_backlog {
+  std::uint64_t waiting = 0;    // in the streams, not delivered to a spooler yet
+  std::uint64_t delayed = 0;    // in the delayed zsets (a Retry's backoff, an `at` ahead)
+  std::uint64_t ignored = 0;    // delivered, no plugin took them
+  std::uint64_t in_flight = 0;  // delivered to a spooler, no outcome yet
+  std::uint64_t failed = 0;     // in <stream>:failed
+  std::int64_t read_at_ms = 0;  // wall clock of the reading
+};
+
 struct spooler_board {
   static constexpr std::size_t k_notes = 512;
   static constexpr std::size_t k_outages = 64;
+  static constexpr std::size_t k_backlogs = 256;
+  // A backlog not read for this long is not shown: no spooler reached
+  // Redis between tasks for a minute (all in long tasks, or Redis down).
+  static constexpr std::int64_t k_backlog_max_age_ms = 60'000;
 
   struct note_cell {
     std::atomic<std::uint64_t> version{0};  // odd while being written
@@ -62,9 +85,17 @@ struct spooler_board {
     std::atomic<std::int64_t> since_ms{0};  // 0: not down
   };
 
+  struct backlog_cell {
+    std::atomic<std::uint64_t> queue{0};  // a hash of the stream and server; 0: free
+    std::atomic<std::int64_t> read_at_ms{0};
+    std::atomic<std::uint64_t> waiting{0}, delayed{0}, ignored{0}, in_flight{0}, failed{0};
+  };
+
+  std::atomic<std::uint64_t> reloads{0};
   std::atomic<std::uint64_t> notes_written{0};
   note_cell notes[k_notes];
   outage_cell outages[k_outages];
+  backlog_cell backlogs[k_backlogs];
 
   // Master: the note of a reaped spooler (the oldest note is overwritten).
   void post(const exit_note& n);
@@ -77,7 +108,17 @@ struct spooler_board {
   // Spoolers: true for the first caller after an outage (it logs the
   // recovery).
   bool report_up(std::string_view server);
+
+  // Spoolers: the backlog of the queue named by key (its stream at its
+  // server), as read at now_ms.
+  void post_backlog(std::string_view key, const redis_backlog& b, std::int64_t now_ms);
+  // The master and the metrics process: the last backlog posted for key,
+  // unless older than k_backlog_max_age_ms.
+  std::optional<redis_backlog> backlog(std::string_view key, std::int64_t now_ms) const;
 };
+
+// The key of a Redis queue's backlog: its stream at its server.
+std::string backlog_key(const queue_config& q);
 
 // Maps a board before any fork; nullptr (logged) when the kernel refuses.
 spooler_board* map_spooler_board();

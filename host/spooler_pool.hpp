@@ -50,6 +50,11 @@ class spooler_pool {
   // Asks a spooler to finish the task in hand and exit: no more tasks.
   void retire(spooler_proc& p);
   void retire_all();
+  // After a reload: the spoolers of Redis queues started from now on offer
+  // the entries no plugin took again (the board's reload count).
+  void offer_ignored_again() {
+    if (board_ != nullptr) board_->reloads.fetch_add(1);
+  }
   // SIGKILLs every spooler; their tasks stay pending with no try counted.
   void kill_all_for_shutdown();
 
@@ -70,6 +75,8 @@ class spooler_pool {
   std::size_t size() const { return procs_.size(); }
   const std::map<pid_t, std::unique_ptr<spooler_proc>>& procs() const { return procs_; }
   bool uses(const queue_runtime* q) const;
+  // The host's shared board (nullptr when it could not be mapped).
+  spooler_board* board() const { return board_; }
   // Spoolers of q, alive and ready.
   std::pair<std::size_t, std::size_t> count(const queue_runtime* q) const;
 

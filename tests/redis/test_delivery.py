@@ -128,6 +128,32 @@ class DeliveryTest(RedisTestCase):
         self.assertEqual(len(self.records()), 2)
         self.assert_no_errors_logged(d)
 
+    def test_ignored_is_offered_again_on_reload_and_restart_not_on_respawn(self):
+        d = self.start(extra="max_tasks = 1")
+        ignored = enqueue(self.r, STREAM, [("status", "ignore")])
+        self.wait_records(1, daemons=[d])
+        d.wait_log("(max_tasks): recycling", count=1)
+        # The respawned spooler takes the next task; had it offered the
+        # ignored one again, that would have run first (offers come before
+        # the next take).
+        ok = enqueue(self.r, STREAM, [("status", "ok")])
+        recs = self.wait_records(2, daemons=[d])
+        self.assertEqual([r["id"] for r in recs], [ignored, ok], "a respawn offers nothing again")
+        d.signal(signal.SIGHUP)
+        recs = self.wait_records(3, daemons=[d])
+        self.assertEqual(recs[2]["id"], ignored, "offered again after a reload")
+        self.assertEqual(recs[2]["attempt"], "0", "an Ignore is not a try")
+        d.wait_log("1 task(s) no plugin took are offered again")
+        self.assertEqual(d.stop(), 0)
+        d2 = self.start()
+        recs = self.wait_records(4, daemons=[d2])
+        self.assertEqual(recs[3]["id"], ignored, "offered again after a restart")
+        wait_until(lambda: self.r.sismember(STREAM + ":ignored", self.r.xrange(STREAM)[0][0]) if
+                   self.r.xlen(STREAM) == 1 else False, 10, what="listed as ignored again")
+        self.assertEqual(d2.stop(), 0)
+        self.assert_no_errors_logged(d)
+        self.assert_no_errors_logged(d2)
+
     def test_max_tasks_recycles_the_spoolers(self):
         d = self.start(extra="max_tasks = 2")
         for i in range(6):
