@@ -30,13 +30,10 @@
 
 #include "config.hpp"
 #include "redis_conn.hpp"
+#include "redis_limits.hpp"
 #include "spooler_board.hpp"
 
 namespace spoold {
-
-inline constexpr std::size_t k_max_entry_fields = 2000;       // key/value pairs
-inline constexpr std::size_t k_max_args_bytes = 65535;        // a spool file's args block
-inline constexpr std::size_t k_max_body_bytes = 64u << 20;    // 64 MiB
 
 // One entry of a stream of the queue, as Redis gave it.
 struct redis_entry {

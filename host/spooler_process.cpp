@@ -62,9 +62,20 @@ void reset_spooler_process(pid_t master_pid) {
 }
 
 void export_queue_to_plugins(const queue_config& queue) {
+  // Only the variables of this queue's kind: one inherited from the
+  // master's own environment must not send tasks elsewhere.
   if (queue.redis) {
+    ::unsetenv("SPOOLD_QUEUE_DIR");
     ::setenv("SPOOLD_QUEUE_REDIS", (queue.redis->stream + " at " + queue.redis->url.display()).c_str(), 1);
+    // The url as written, password included, so that a plugin connects as
+    // the spooler does: its code already runs with the queue's access to
+    // the server.
+    ::setenv("SPOOLD_QUEUE_REDIS_URL", queue.redis->url_text.c_str(), 1);
+    ::setenv("SPOOLD_QUEUE_REDIS_STREAM", queue.redis->stream.c_str(), 1);
   } else {
+    ::unsetenv("SPOOLD_QUEUE_REDIS");
+    ::unsetenv("SPOOLD_QUEUE_REDIS_URL");
+    ::unsetenv("SPOOLD_QUEUE_REDIS_STREAM");
     ::setenv("SPOOLD_QUEUE_DIR", queue.dir.c_str(), 1);
   }
 }

@@ -29,9 +29,10 @@ bool termination_requested() noexcept;
 
 // What plugins that write tasks into their own queue (the python plugin's
 // uwsgi.spool()) read of it, since the plugin API does not carry it:
-// SPOOLD_QUEUE_DIR for a directory, SPOOLD_QUEUE_REDIS ("stream at server")
-// for a Redis queue. Set before the chain loads, in a spooler and in the
-// --check child alike.
+// SPOOLD_QUEUE_DIR for a directory; for a Redis queue SPOOLD_QUEUE_REDIS
+// ("stream at server", for messages), SPOOLD_QUEUE_REDIS_URL (the url as
+// written, password included) and SPOOLD_QUEUE_REDIS_STREAM. Set before the
+// chain loads, in a spooler and in the --check child alike.
 void export_queue_to_plugins(const queue_config& queue);
 
 // Applies the queue's nice; false (logged, with what to change) when the

@@ -30,35 +30,32 @@ const std::string* last_value(const std::vector<owned_arg>& args, std::string_vi
   return nullptr;
 }
 
-std::vector<owned_arg> final_args(const task_request& request) {
+error with_path(const error& e, const std::string& path) {
+  return make_error(e.message + " (in " + path + ")", e.code);
+}
+
+}  // namespace
+
+std::vector<owned_arg> task_args(const task_request& request) {
   std::vector<owned_arg> args = request.args;
   if (request.at_ns) args.push_back({std::string(k_key_at), std::to_string(*request.at_ns / 1'000'000'000)});
   if (request.priority) args.push_back({std::string(k_key_priority), std::to_string(*request.priority)});
   return args;
 }
 
-// The due instant: the option, else an `at` key the caller wrote itself
-// (uWSGI sets the mtime from it too).
-std::optional<std::int64_t> due_of(const task_request& request) {
+std::optional<std::int64_t> task_due_ns(const task_request& request) {
   if (request.at_ns) return request.at_ns;
   const std::string* at = last_value(request.args, k_key_at);
   if (at == nullptr) return std::nullopt;
   return at_key_ns(*at);
 }
 
-// The priority subdirectory: the option, else a numeric `priority` key.
-std::optional<std::string> priority_dir_of(const task_request& request) {
+std::optional<std::string> task_priority(const task_request& request) {
   if (request.priority) return std::to_string(*request.priority);
   const std::string* p = last_value(request.args, k_key_priority);
   if (p != nullptr && is_priority_name(*p)) return *p;
   return std::nullopt;
 }
-
-error with_path(const error& e, const std::string& path) {
-  return make_error(e.message + " (in " + path + ")", e.code);
-}
-
-}  // namespace
 
 std::optional<std::int64_t> at_key_ns(std::string_view value) {
   // at_of() accepts seconds up to year 9999, whose nanoseconds do not fit
@@ -106,7 +103,7 @@ result<void> check_task(const task_request& request) {
       return make_error("the priority is given twice, as an option and as the 'priority' key: give one of them", EINVAL);
     }
   }
-  const std::size_t size = args_block_size(final_args(request));
+  const std::size_t size = args_block_size(task_args(request));
   if (size > k_max_args_size) {
     return make_error("the arguments take " + std::to_string(size) + " bytes, over the " +
                           std::to_string(k_max_args_size) +
@@ -124,7 +121,7 @@ result<std::string> enqueue_task(const std::string& queue_dir, const task_reques
   }
   if (queue_dir.empty()) return make_error("the queue directory is an empty path", EINVAL);
   if (auto checked = check_task(request); !checked) return checked.err();
-  auto bytes = encode_spool_file(final_args(request), request.body);
+  auto bytes = encode_spool_file(task_args(request), request.body);
   if (!bytes) return make_error(bytes.err().message, E2BIG);
 
   if (auto made = make_dirs(queue_dir, static_cast<mode_t>(request.dir_mode)); !made) {
@@ -135,7 +132,7 @@ result<std::string> enqueue_task(const std::string& queue_dir, const task_reques
 
   std::string target_dir = queue_dir;
   unique_fd subdir_fd;
-  if (auto priority_dir = priority_dir_of(request)) {
+  if (auto priority_dir = task_priority(request)) {
     target_dir = queue_dir + "/" + *priority_dir;
     const bool existed = lstat_at(queue_fd->get(), *priority_dir).ok();
     if (!existed) {
@@ -157,7 +154,7 @@ result<std::string> enqueue_task(const std::string& queue_dir, const task_reques
   }
 
   write_options options;
-  options.mtime_ns = due_of(request);
+  options.mtime_ns = task_due_ns(request);
   options.sync = request.sync;
   options.mode = request.file_mode;
   options.new_name = true;

@@ -42,6 +42,19 @@ std::optional<std::int64_t> at_key_ns(std::string_view value);
 // Sum of 4 + key + value over args: the size of the uWSGI args block.
 std::size_t args_block_size(const std::vector<owned_arg>& args);
 
+// The args a task is written with: the request's, then `at` and `priority`
+// from the options (whole seconds and a decimal).
+std::vector<owned_arg> task_args(const task_request& request);
+
+// The due instant in ns: the at_ns option, else an `at` key the caller wrote
+// itself (uWSGI dates the file from it too); nullopt: due now.
+std::optional<std::int64_t> task_due_ns(const task_request& request);
+
+// The priority level: the option, else a `priority` key that is a plain
+// number of at most 9 digits (the last one given), as written ("03" stays
+// "03": a directory's folder is named by it); nullopt: no priority.
+std::optional<std::string> task_priority(const task_request& request);
+
 // Checks a request without touching the disk. Fails with code EINVAL for an
 // empty key, an `at` or `priority` given both as an option and as a key, or
 // an out-of-range instant; with E2BIG when the args block is over 65535 bytes.

@@ -19,6 +19,7 @@
 #include "json_out.hpp"
 #include "posix.hpp"
 #include "redis_conn.hpp"
+#include "redis_producer.hpp"
 #include "text_format.hpp"
 
 namespace spoold {
@@ -178,48 +179,20 @@ int make_request(const enqueue_options& options, task_request& request);
 int run_redis_enqueue(const queue_config& q, const enqueue_options& options) {
   task_request request;
   if (int code = make_request(options, request); code != exit_ok) return code;
-  return guarded([&] {
-    redis_queue rq(q);
-    const std::string id = make_task_name();
-    std::vector<std::string> fields;
-    for (const auto& a : request.args) {
-      if (a.key.rfind("spoold.", 0) == 0) {
-        report("keys starting with 'spoold.' are the host's own: " + escape_bytes(a.key));
-        return static_cast<int>(exit_usage);
-      }
-      fields.push_back(a.key);
-      fields.push_back(a.value);
-    }
-    const std::int64_t now = now_ns();
-    if (request.at_ns) {
-      fields.push_back("at");
-      fields.push_back(std::to_string(*request.at_ns / 1'000'000'000));
-    }
-    std::string stream = rq.base_;
-    if (request.priority) {
-      fields.push_back("priority");
-      fields.push_back(std::to_string(*request.priority));
-      stream += ":p" + std::to_string(*request.priority);
-    }
-    fields.insert(fields.end(), {"spoold.id", id, "spoold.body", request.body});
-    rq.run({"MULTI"});
-    if (request.priority) rq.run({"SADD", rq.base_ + ":priorities", std::to_string(*request.priority)});
-    if (request.at_ns && *request.at_ns > now) {
-      const std::string key = stream + ":task:" + id;
-      std::vector<std::string> push = {"RPUSH", key};
-      push.insert(push.end(), fields.begin(), fields.end());
-      rq.run({"DEL", key});
-      rq.run(std::move(push));
-      rq.run({"ZADD", stream + ":delayed", std::to_string(*request.at_ns / 1'000'000), id});
-    } else {
-      std::vector<std::string> add = {"XADD", stream, "*"};
-      add.insert(add.end(), fields.begin(), fields.end());
-      rq.run(std::move(add));
-    }
-    rq.run({"EXEC"});
-    std::cout << id << '\n' << std::flush;
-    return static_cast<int>(std::cout ? exit_ok : exit_failure);
-  });
+  // Refused before connecting: bad input is a usage error even with the
+  // server down.
+  if (auto checked = check_redis_task(request); !checked) {
+    report(checked.err().message);
+    return exit_usage;
+  }
+  redis_producer producer(q.redis->url, q.redis->stream, k_timeout);
+  const std::string id = make_task_name();
+  if (auto written = producer.enqueue(request, id); !written) {
+    report("queue '" + q.name + "': " + written.err().message);
+    return exit_failure;
+  }
+  std::cout << id << '\n' << std::flush;
+  return static_cast<int>(std::cout ? exit_ok : exit_failure);
 }
 
 int run_redis_ls(const queue_config& q, bool as_json) {

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "enqueue_task.hpp"
 
@@ -40,6 +41,29 @@ bool to_bytes(PyObject* o, std::string& out, const char* what, PyObject* key) {
                  what, key, Py_TYPE(o)->tp_name);
   }
   return false;
+}
+
+// uwsgi.spool() of a Redis queue's handler without a spooler key: the task
+// goes into the queue's own stream, as spoolctl enqueue writes it, and its
+// id comes back (a Redis task has no path).
+PyObject* spool_to_redis(redis_producer& producer, const task_request& request) {
+  // With the GIL released, two threads of the handler may spool at once;
+  // they share one connection. Taken without the GIL, so a thread waiting
+  // here never blocks the one that holds it.
+  static std::mutex connection;
+  const std::string id = make_task_name();
+  result<void> written;
+  Py_BEGIN_ALLOW_THREADS
+  {
+    const std::lock_guard<std::mutex> one_at_a_time(connection);
+    written = producer.enqueue(request, id);
+  }
+  Py_END_ALLOW_THREADS
+  if (!written) {
+    return PyErr_Format(PyExc_ValueError, "uwsgi.spool(): unable to spool the task to %s: %s",
+                        g_context.queue_redis.c_str(), written.err().message.c_str());
+  }
+  return PyBytes_FromStringAndSize(id.data(), static_cast<Py_ssize_t>(id.size()));
 }
 
 PyObject* spool(PyObject*, PyObject* args, PyObject* kw) {
@@ -89,12 +113,7 @@ PyObject* spool(PyObject*, PyObject* args, PyObject* kw) {
     }
     request.args.push_back(std::move(arg));
   }
-  if (target.empty() && !g_context.queue_redis.empty()) {
-    return PyErr_Format(PyExc_ValueError,
-                        "uwsgi.spool(): queue '%s' takes its tasks from Redis (%s); uwsgi.spool() writes to queue "
-                        "directories only for now: give the key spooler",
-                        g_context.queue.c_str(), g_context.queue_redis.c_str());
-  }
+  if (target.empty() && g_context.redis) return spool_to_redis(*g_context.redis, request);
   if (target.empty()) {
     return PyErr_Format(PyExc_ValueError, "uwsgi.spool(): this spooler does not know its queue directory "
                                           "(SPOOLD_QUEUE_DIR was not set): give the key spooler");
@@ -131,8 +150,9 @@ PyObject* attempt(PyObject*, PyObject*) {
 
 PyMethodDef g_uwsgi_methods[] = {
     {"spool", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&spool)), METH_VARARGS | METH_KEYWORDS,
-     "spool(dict) or spool(**kw): writes a task file into the queue (or the directory a 'spooler' key names); "
-     "returns its path"},
+     "spool(dict) or spool(**kw): writes a task file into the queue (or the directory a 'spooler' key names) and "
+     "returns its path; in a Redis queue without a 'spooler' key, adds the task to the queue's stream and returns "
+     "its id"},
     {"send_to_spooler", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&spool)),
      METH_VARARGS | METH_KEYWORDS, "the same as spool()"},
     {"masterpid", masterpid, METH_NOARGS, "the pid of the spoold master"},

@@ -12,9 +12,11 @@
 
 #include <spoold/plugin.hpp>
 
+#include <optional>
 #include <string>
 
 #include "py_ref.hpp"
+#include "redis_producer.hpp"
 
 namespace spoold::python {
 
@@ -25,9 +27,13 @@ inline constexpr int k_spool_fail = static_cast<int>(Status::Fail);
 struct process_context {
   std::string queue;      // the queue's name
   std::string queue_dir;  // its directory, absolute: uwsgi.opt["spooler"] and where uwsgi.spool() writes
-  // A Redis queue's "<stream> at <server>" (SPOOLD_QUEUE_REDIS); queue_dir
-  // is then empty.
+  // A Redis queue's "<stream> at <server>" (SPOOLD_QUEUE_REDIS), for
+  // messages; queue_dir is then empty.
   std::string queue_redis;
+  // A Redis queue's server and stream (SPOOLD_QUEUE_REDIS_URL and
+  // SPOOLD_QUEUE_REDIS_STREAM): where uwsgi.spool() without a spooler key
+  // writes. It connects on the first such call.
+  std::optional<redis_producer> redis;
   long master_pid = 0;    // the spoold master
   const Task* task = nullptr;  // the task being handled, null between calls
 };

@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -79,6 +80,26 @@ class gil_scope {
   PyThreadState*& saved_;
 };
 
+// How long uwsgi.spool() waits for a Redis server to connect and to answer,
+// as spoolctl does.
+constexpr std::chrono::milliseconds k_redis_timeout{5000};
+
+// The producer for the Redis queue of this spooler: its url (with the
+// password) and stream, which the host exports beside SPOOLD_QUEUE_REDIS.
+redis_producer redis_target() {
+  const char* url = ::getenv("SPOOLD_QUEUE_REDIS_URL");
+  const char* stream = ::getenv("SPOOLD_QUEUE_REDIS_STREAM");
+  if (url == nullptr || *url == '\0' || stream == nullptr || *stream == '\0') {
+    throw std::runtime_error("SPOOLD_QUEUE_REDIS_URL or SPOOLD_QUEUE_REDIS_STREAM is not set; spoold sets them in "
+                             "each spooler of a Redis queue (is this host older than the python plugin?)");
+  }
+  std::string why;
+  auto parsed = parse_redis_url(url, why);
+  // The text itself is left out: it holds the password.
+  if (!parsed) throw std::runtime_error("SPOOLD_QUEUE_REDIS_URL is not a Redis url: " + why);
+  return redis_producer(std::move(*parsed), stream, k_redis_timeout);
+}
+
 py_ref bytes_of(std::string_view s) { return py_ref(PyBytes_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()))); }
 
 constexpr std::string_view k_bookkeeping_prefix = "spoold.";
@@ -108,6 +129,7 @@ class python_plugin final : public Plugin {
     const char* redis = ::getenv("SPOOLD_QUEUE_REDIS");
     if (redis != nullptr && *redis != '\0') {
       pc.queue_redis = redis;
+      pc.redis.emplace(redis_target());
       dir = "";
     } else if (dir == nullptr || *dir == '\0') {
       throw std::runtime_error("SPOOLD_QUEUE_DIR is not set; spoold sets it in each spooler process (is this host "

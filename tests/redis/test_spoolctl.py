@@ -66,6 +66,25 @@ class SpoolctlTest(RedisTestCase):
         self.assertEqual(d.stop(), 0)
         self.assert_no_errors_logged(d)
 
+    def test_enqueue_writes_the_entry_as_the_producers_do(self):
+        # A `priority` key works as on a directory (and as spoolredis.py):
+        # the level's stream, named by the plain number.
+        tid = self.ctl("enqueue", "rq", "priority=03", "n=1", "--body", "B").stdout.decode().strip()
+        self.assertEqual([list(e[1].items()) for e in self.r.xrange(STREAM + ":p3")],
+                         [[(b"priority", b"03"), (b"n", b"1"), (b"spoold.id", tid.encode()), (b"spoold.body", b"B")]])
+        self.assertEqual(self.r.smembers(STREAM + ":priorities"), {b"3"})
+        later = self.ctl("enqueue", "rq", "n=2", "--delay", "1h").stdout.decode().strip()
+        [(member, score)] = self.r.zrange(STREAM + ":delayed", 0, -1, withscores=True)
+        self.assertEqual(member, later.encode())
+        fields = self.r.lrange(STREAM + ":task:" + later, 0, -1)
+        self.assertEqual(fields[:3] + fields[4:], [b"n", b"2", b"at", b"spoold.id", later.encode(), b"spoold.body", b""])
+        self.assertEqual(int(fields[3]), int(score) // 1000)
+        # The host's own keys are refused before connecting: a usage error.
+        self.redis.stop()
+        p = self.ctl("enqueue", "rq", "spoold.id=x", check=False)
+        self.assertEqual(p.returncode, 2, p.stderr.decode())
+        self.assertIn("those keys are the host's own", p.stderr.decode())
+
     def test_enqueue_names_an_unreachable_server(self):
         self.redis.stop()
         p = self.ctl("enqueue", "rq", "a=1", check=False)
