@@ -102,6 +102,7 @@ void read_redis_source(config_reader& r, const toml::table& t, const std::string
   r.read_string(t, "stream", section, rc.stream);
   r.read_string(t, "group", section, rc.group);
   r.read_duration(t, "lease", section, rc.lease);
+  r.read_duration(t, "batch_window", section, rc.batch_window);
   bool ok = true;
   if (const toml::node* n = t.get("stream"); n != nullptr && rc.stream.empty()) {
     r.problem(n->source(), section + ": stream is empty");
@@ -114,6 +115,13 @@ void read_redis_source(config_reader& r, const toml::table& t, const std::string
   if (const toml::node* n = t.get("lease"); n != nullptr && rc.lease.count() < 1000) {
     r.problem(n->source(), section + ": lease = \"" + format_duration(rc.lease) +
                                "\" is too short: a host that is merely slow would lose its tasks; use 1s or more");
+    ok = false;
+  }
+  if (const toml::node* n = t.get("batch_window"); n != nullptr && rc.batch_window * 2 > rc.lease) {
+    r.problem(n->source(), section + ": batch_window = \"" + format_duration(rc.batch_window) +
+                               "\" is more than half the lease (" + format_duration(rc.lease) +
+                               "): entries waiting in a batch would be taken by another host as a dead one's; "
+                               "use a few ms (the default is 2ms)");
     ok = false;
   }
   const toml::node* un = t.get("url");
@@ -245,7 +253,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
     std::set<std::string> dirs;
     std::set<std::string> redis_targets;
     std::set<std::string> known = k_queue_settings;
-    known.insert({"name", "dir", "plugin", "options", "source", "url", "stream", "group", "lease"});
+    known.insert({"name", "dir", "plugin", "options", "source", "url", "stream", "group", "lease", "batch_window"});
     for (const auto& node : *arr) {
       const auto& t = *node.as_table();
       queue_config q = defaults;
@@ -275,7 +283,7 @@ config_load load_config(const std::string& path, bool check_plugins) {
         r.problem(t.get("source")->source(),
                   section + ": source = \"" + source + "\": expected \"dir\" (the default) or \"redis\"");
       } else {
-        for (const char* key : {"url", "stream", "group", "lease"}) {
+        for (const char* key : {"url", "stream", "group", "lease", "batch_window"}) {
           if (const toml::node* n = t.get(key)) {
             r.problem(n->source(), section + ": " + key + " is a setting of a Redis queue: add source = \"redis\" or remove it");
           }

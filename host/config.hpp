@@ -54,6 +54,10 @@ struct redis_source_config {
   // How long an entry another consumer took may stay unacknowledged before
   // a spooler takes it over as a dead host's (XAUTOCLAIM), counting a try.
   duration lease{60 * 1000};
+  // A spooler takes about this much work in one batch (measured on its
+  // recent tasks, at most 64 entries); 0: one entry at a time. Bounds how
+  // long an entry can wait in one spooler's hands while another is idle.
+  duration batch_window{2};
 };
 
 struct queue_config {

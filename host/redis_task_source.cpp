@@ -17,16 +17,8 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr milliseconds k_connect_timeout{2000};
-constexpr milliseconds k_command_timeout{5000};
 constexpr milliseconds k_max_block{500};
-constexpr std::int64_t k_first_pause_ms = 100;
-constexpr std::int64_t k_max_pause_ms = 5000;
 constexpr std::int64_t k_streams_refresh_ms = 1000;
-// A batch holds about this much work, so that an entry waits in one
-// spooler's hands while another is idle for at most about as long; tasks
-// slower than it are taken one at a time.
-constexpr double k_batch_window_ns = 2e6;
 constexpr std::size_t k_max_batch_entries = 64;
 
 std::int64_t now_ms() { return now_ns() / 1'000'000; }
@@ -58,12 +50,6 @@ std::string last_error(const redis_entry& e) {
   return {};
 }
 
-std::vector<std::vector<std::string_view>> views_of(const std::deque<std::vector<std::string>>& commands) {
-  std::vector<std::vector<std::string_view>> out;
-  out.reserve(commands.size());
-  for (const auto& c : commands) out.emplace_back(c.begin(), c.end());
-  return out;
-}
 
 }  // namespace
 
@@ -71,24 +57,18 @@ redis_task_source::redis_task_source(const queue_config& queue, const plugin_cha
                                      spooler_slot* slot, spooler_board* board, pid_t master_pid)
     : queue_(queue),
       chain_(chain),
-      socket_(socket_fd),
       slot_(slot),
       board_(board),
       prefix_(host_name() + ":" + std::to_string(master_pid) + ":"),
       source_(queue, prefix_ + std::to_string(::getpid())),
-      backlog_key_(backlog_key(queue)) {
-  (void)connected(false);
+      backlog_key_(backlog_key(queue)),
+      link_(queue, source_, board, socket_fd, slot) {
+  (void)link_.connected(false);
   spdlog::debug("spooler for queue {}: consumer {} of group {} on {}", queue_.name, source_.consumer(),
                 queue_.redis->group, queue_.redis->stream);
 }
 
 bool redis_task_source::stopping() const { return termination_requested() || slot_->stop.load() != 0; }
-
-// Waits up to ms, or less when the master closes our socket (a retire).
-void redis_task_source::pause(std::int64_t ms) {
-  pollfd p{socket_, POLLIN, 0};
-  (void)::poll(&p, 1, static_cast<int>(ms));
-}
 
 bool redis_task_source::take(source_task& t) {
   while (!stopping()) {
@@ -104,13 +84,13 @@ bool redis_task_source::take(source_task& t) {
                       .with_status("unparsable")
                       .with_error(task.malformed),
                   "moved to " + queue_.redis->stream + ":failed");
-        push(source_.fail_command(current_, task.attempt,
+        link_.push(source_.fail_command(current_, task.attempt,
                                   task.malformed + " (entry " + current_.id + " of " + current_.stream + ")"));
         continue;
       }
       if (auto at = at_ms(task); h.owed_try.empty() && at && *at > now_ms()) {
         // Written straight into the stream: not due yet.
-        push(source_.retry_command(current_, task.task_id, task.attempt, last_error(current_), *at));
+        link_.push(source_.retry_command(current_, task.task_id, task.attempt, last_error(current_), *at));
         continue;
       }
       t.seq = ++seq_;
@@ -123,9 +103,9 @@ bool redis_task_source::take(source_task& t) {
       show_in_slot(current_);
       return true;
     }
-    if (!connected(true)) continue;
+    if (!link_.connected(true)) continue;
     maintain();
-    if (held_.empty() && conn_) fetch();
+    if (held_.empty() && link_.up()) fetch();
   }
   return false;
 }
@@ -143,10 +123,10 @@ void redis_task_source::record(const source_task& t, const chain_verdict& v) {
   avg_task_ns_ = avg_task_ns_ == 0 ? static_cast<double>(v.took_ns) : avg_task_ns_ * 0.8 + static_cast<double>(v.took_ns) * 0.2;
   log_fields line = chain_.line(t.id, v, t.attempt);
   if (v.is(Status::Ok)) {
-    push(source_.ok_command(current_));
+    link_.push(source_.ok_command(current_));
     log_event(spdlog::level::info, line, "");
   } else if (v.is(Status::Ignore)) {
-    push(source_.ignore_command(current_));
+    link_.push(source_.ignore_command(current_));
     log_event(spdlog::level::info, line, "left unacknowledged, not offered again");
   } else {
     finish(current_, current_task_, v.error, v.is(Status::Fail), line);
@@ -174,12 +154,12 @@ void redis_task_source::finish(const redis_entry& e, const redis_task& t, std::s
   }
   line.error = reason;
   if (give_up) {
-    push(source_.fail_command(e, tries, reason));
+    link_.push(source_.fail_command(e, tries, reason));
     log_event(spdlog::level::warn, line, "moved to " + queue_.redis->stream + ":failed");
     return;
   }
   const duration delay = retry_delay(tries, queue_.backoff, queue_.backoff_max, random_jitter());
-  push(source_.retry_command(e, t.task_id, tries, reason, now_ms() + delay.count()));
+  link_.push(source_.retry_command(e, t.task_id, tries, reason, now_ms() + delay.count()));
   line.next_try_in = format_duration(delay);
   log_event(spdlog::level::info, line, "");
 }
@@ -193,7 +173,7 @@ int redis_task_source::close() {
     held_entry h = std::move(held_.front());
     held_.pop_front();
     if (h.owed_try.empty()) {
-      push(source_.release_command(h.entry));
+      link_.push(source_.release_command(h.entry));
       continue;
     }
     const redis_task t = parse_entry(h.entry);
@@ -201,91 +181,24 @@ int redis_task_source::close() {
                           .with_status("crash")
                           .with_attempt(t.attempt);
     if (!t.malformed.empty()) {
-      push(source_.fail_command(h.entry, t.attempt, t.malformed));
+      link_.push(source_.fail_command(h.entry, t.attempt, t.malformed));
     } else {
       finish(h.entry, t, h.owed_try, false, line);
     }
   }
-  while ((!pending_.empty() || !in_flight_.empty()) && !stopping()) {
-    if (connected(true)) (void)flush();
+  while (link_.outcomes_on_their_way() != 0 && !stopping()) {
+    if (link_.connected(true)) (void)link_.flush();
   }
-  if ((!pending_.empty() || !in_flight_.empty()) && connected(false)) (void)flush();
-  const std::size_t left = pending_.size() + in_flight_.size();
+  if (link_.outcomes_on_their_way() != 0 && link_.connected(false)) (void)link_.flush();
+  const std::size_t left = link_.outcomes_on_their_way();
   if (left != 0) {
     spdlog::warn("spooler for queue {}: exiting with {} outcome(s) Redis did not take: those entries stay pending "
                  "and run again after the lease",
                  queue_.name, left);
-  } else if (conn_ && !conn_->broken()) {
-    source_.leave(*conn_, streams_);
+  } else if (link_.up()) {
+    source_.leave(link_.conn(), streams_);
   }
   return k_spooler_exit_ok;
-}
-
-// A usable connection, connecting when there is none: with retry, after a
-// pause of 100 ms doubling to 5 s.
-bool redis_task_source::connected(bool with_pause) {
-  if (conn_ && !conn_->broken()) return true;
-  if (conn_) lost(make_error("Redis at " + queue_.redis->url.display() + ": the connection broke"));
-  if (with_pause && pause_ms_ > 0) {
-    pause(pause_ms_);
-    if (stopping()) return false;
-  }
-  auto c = redis_conn::connect(queue_.redis->url, k_connect_timeout);
-  if (!c) {
-    unreachable(c.err());
-    return false;
-  }
-  conn_ = std::move(*c);
-  if (auto p = source_.prepare(*conn_); !p) {
-    unreachable(p.err());
-    return false;
-  }
-  if (down_since_ms_ >= 0 && (board_ == nullptr || board_->report_up(queue_.redis->url.display()))) {
-    spdlog::info("queue {}: Redis at {} answers again after {}ms; the outcomes in hand ({} in this spooler) are "
-                 "applied now",
-                 queue_.name, queue_.redis->url.display(), mono_ms() - down_since_ms_, pending_.size());
-  }
-  down_since_ms_ = -1;
-  pause_ms_ = 0;
-  connected_at_ms_ = mono_ms();
-  next_streams_ms_ = 0;
-  next_takeover_ms_ = 0;
-  send_pending();
-  return conn_.has_value();
-}
-
-// The connection broke or a command on it failed: one reconnection at once
-// (a restarted server, a connection the server closed), an outage only if
-// that fails too, or if the connection was not a second old.
-void redis_task_source::lost(const error& e) {
-  if (mono_ms() - connected_at_ms_ < 1000) return unreachable(e);
-  drop_connection();
-}
-
-// Written, maybe applied, maybe not: sent again, which is harmless (every
-// outcome script acknowledges first and does nothing more when the entry
-// was no longer pending).
-void redis_task_source::drop_connection() {
-  conn_.reset();
-  pending_.insert(pending_.begin(), std::make_move_iterator(in_flight_.begin()),
-                  std::make_move_iterator(in_flight_.end()));
-  in_flight_.clear();
-}
-
-// The server cannot be reached: retried after a pause, 100 ms doubling to
-// 5 s. The host logs the outage once (spooler_board), not once per spooler.
-void redis_task_source::unreachable(const error& e) {
-  drop_connection();
-  pause_ms_ = pause_ms_ == 0 ? k_first_pause_ms : std::min(pause_ms_ * 2, k_max_pause_ms);
-  if (down_since_ms_ >= 0) return;
-  down_since_ms_ = mono_ms();
-  if (board_ == nullptr || board_->report_down(queue_.redis->url.display(), now_ms())) {
-    spdlog::warn("queue {}: {}; reconnecting every 100ms doubling to 5s; the outcomes in hand ({} in this spooler) "
-                 "are kept (logged once for this host)",
-                 queue_.name, e.message, pending_.size());
-  } else {
-    spdlog::debug("queue {}: {}; another spooler of this host logged the outage", queue_.name, e.message);
-  }
 }
 
 // The streams of the queue every second (a new priority), and the entries
@@ -296,24 +209,23 @@ void redis_task_source::maintain() {
   if (now < next_streams_ms_ && now < next_takeover_ms_ && ignored_offered_) return;
   // The replies of outcomes written are read first: the commands below
   // read theirs from the same connection.
-  if (!in_flight_.empty() && !flush()) return;
-  if (!conn_) return;
+  if (!link_.flush() || !link_.up()) return;
   if (now >= next_streams_ms_) {
-    auto p = source_.priorities(*conn_);
-    if (!p) return lost(p.err());
+    auto p = source_.priorities(link_.conn());
+    if (!p) return link_.lost(p.err());
     streams_ = queue_streams(queue_.redis->stream, *p);
     next_streams_ms_ = now + k_streams_refresh_ms;
     if (board_ != nullptr) {
-      auto b = source_.backlog(*conn_, streams_);
-      if (!b) return lost(b.err());
+      auto b = source_.backlog(link_.conn(), streams_);
+      if (!b) return link_.lost(b.err());
       board_->post_backlog(backlog_key_, *b, now_ms());
     }
   }
   if (!ignored_offered_) {
     // Spoolers are replaced at a reload: the first look of each suffices.
     const std::string token = prefix_ + "reload" + std::to_string(board_ != nullptr ? board_->reloads.load() : 0);
-    auto again = source_.offer_ignored(*conn_, streams_, token);
-    if (!again) return lost(again.err());
+    auto again = source_.offer_ignored(link_.conn(), streams_, token);
+    if (!again) return link_.lost(again.err());
     ignored_offered_ = true;
     if (!again->empty()) {
       spdlog::info("queue {}: {} task(s) no plugin took are offered again (host start or reload)", queue_.name,
@@ -324,9 +236,9 @@ void redis_task_source::maintain() {
   if (now < next_takeover_ms_) return;
   next_takeover_ms_ = now + std::max<std::int64_t>(1000, queue_.redis->lease.count() / 4);
   take_over_dead();
-  if (!conn_) return;
-  auto expired = source_.take_over_expired(*conn_, streams_);
-  if (!expired) return lost(expired.err());
+  if (!link_.up()) return;
+  auto expired = source_.take_over_expired(link_.conn(), streams_);
+  if (!expired) return link_.lost(expired.err());
   for (auto& e : *expired) {
     hold_taken_over(e, "not acknowledged within the lease of " + format_duration(queue_.redis->lease) +
                            ": its host stopped");
@@ -339,14 +251,14 @@ void redis_task_source::maintain() {
 // master has not reaped it yet) it waits for the next look; with no board
 // at all, every entry it held owes a try.
 void redis_task_source::take_over_dead() {
-  auto dead = source_.dead_consumers(*conn_, streams_, prefix_);
-  if (!dead) return lost(dead.err());
+  auto dead = source_.dead_consumers(link_.conn(), streams_, prefix_);
+  if (!dead) return link_.lost(dead.err());
   for (const auto& d : *dead) {
     const std::optional<exit_note> note = board_ != nullptr ? board_->find(d.pid) : std::nullopt;
     if (!note && board_ != nullptr && ++unnoted_[d.name] < 3) continue;
     unnoted_.erase(d.name);
-    auto entries = source_.take_over(*conn_, d);
-    if (!entries) return lost(entries.err());
+    auto entries = source_.take_over(link_.conn(), d);
+    if (!entries) return link_.lost(entries.err());
     std::string why = "spooler " + d.name + " died holding it";
     if (note) {
       why = note->timed_out ? "timed out after " + format_duration(queue_.timeout)
@@ -357,14 +269,14 @@ void redis_task_source::take_over_dead() {
                                                              note->in_task);
       hold_taken_over(e, was_inside ? why : std::string());
     }
-    if (!conn_) return;
+    if (!link_.up()) return;
   }
 }
 
 void redis_task_source::hold_taken_over(const redis_entry& e, std::string owed) {
-  if (!conn_) return;
-  auto ignored = source_.is_ignored(*conn_, e);
-  if (!ignored) return lost(ignored.err());
+  if (!link_.up()) return;
+  auto ignored = source_.is_ignored(link_.conn(), e);
+  if (!ignored) return link_.lost(ignored.err());
   if (*ignored) return;  // no plugin took it: it stays, no try
   // Owed tries first: counting one runs no plugin.
   if (owed.empty()) {
@@ -375,8 +287,9 @@ void redis_task_source::hold_taken_over(const redis_entry& e, std::string owed) 
 }
 
 std::size_t redis_task_source::batch_size() const {
-  if (avg_task_ns_ <= 0) return 1;  // nothing known of the tasks yet
-  const double n = k_batch_window_ns / avg_task_ns_;
+  const double window_ns = static_cast<double>(queue_.redis->batch_window.count()) * 1e6;
+  if (window_ns <= 0 || avg_task_ns_ <= 0) return 1;  // one at a time, or nothing known of the tasks yet
+  const double n = window_ns / avg_task_ns_;
   return static_cast<std::size_t>(std::clamp(n, 1.0, static_cast<double>(k_max_batch_entries)));
 }
 
@@ -385,16 +298,10 @@ std::size_t redis_task_source::batch_size() const {
 // task is due).
 void redis_task_source::fetch() {
   const std::size_t count = batch_size();
-  const std::vector<std::string> take = source_.take_command(streams_, now_ms(), count);
-  const std::size_t sent = in_flight_.size();
-  if (auto s = conn_->send({std::vector<std::string_view>(take.begin(), take.end())}, k_command_timeout); !s) {
-    return lost(s.err());
-  }
-  auto replies = conn_->receive(sent + 1, k_command_timeout);
-  if (!replies) return lost(replies.err());
-  if (!settle(*replies, sent)) return;
-  const redisReply* r = replies->back().get();
-  if (is_error(r)) return server_error("take an entry", reply_text(r));
+  auto reply = link_.call_after_outcomes(source_.take_command(streams_, now_ms(), count));
+  if (!reply) return;
+  const redisReply* r = reply->get();
+  if (is_error(r)) return link_.server_error("take an entry", reply_text(r));
   std::int64_t next_due = -1;
   auto entries = redis_source::read_take(r, next_due);
   if (!entries.empty()) {
@@ -403,77 +310,16 @@ void redis_task_source::fetch() {
   }
   std::int64_t block = k_max_block.count();
   if (next_due >= 0) block = std::clamp<std::int64_t>(next_due - now_ms(), 1, block);
-  auto waited = source_.wait(*conn_, streams_, milliseconds(block), count);
+  auto waited = source_.wait(link_.conn(), streams_, milliseconds(block), count);
   if (!waited) {
-    if (conn_->broken()) return lost(waited.err());
+    if (link_.conn().broken()) return link_.lost(waited.err());
     // A stream deleted under us (spoolctl purge --all, a FLUSHDB): the
     // next take creates it and its group again.
     const std::string& why = waited.err().message;
     if (why.find("NOGROUP") != std::string::npos || why.find("UNBLOCKED") != std::string::npos) return;
-    return server_error("wait for an entry", waited.err().message);
+    return link_.server_error("wait for an entry", waited.err().message);
   }
   for (auto& e : *waited) held_.push_back({std::move(e), {}});
-}
-
-// An outcome is written at once, its reply read with the next take: if
-// this spooler dies in its next task, Redis has it.
-void redis_task_source::push(std::vector<std::string> command) {
-  pending_.push_back(std::move(command));
-  send_pending();
-}
-
-void redis_task_source::send_pending() {
-  if (pending_.empty() || !conn_ || conn_->broken()) return;
-  if (auto s = conn_->send(views_of(pending_), k_command_timeout); !s) return lost(s.err());
-  std::move(pending_.begin(), pending_.end(), std::back_inserter(in_flight_));
-  pending_.clear();
-}
-
-// Reads the replies of the first n commands in flight; false when one
-// needs the scripts loaded again (that one and the ones after it are sent
-// again).
-bool redis_task_source::settle(const std::vector<redis_reply>& replies, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const redisReply* r = replies[i].get();
-    if (is_error(r) && reply_text(r).rfind("NOSCRIPT", 0) == 0) {
-      in_flight_.erase(in_flight_.begin(), in_flight_.begin() + static_cast<std::ptrdiff_t>(i));
-      pending_.insert(pending_.begin(), std::make_move_iterator(in_flight_.begin()),
-                      std::make_move_iterator(in_flight_.begin() + static_cast<std::ptrdiff_t>(n - i)));
-      in_flight_.erase(in_flight_.begin(), in_flight_.begin() + static_cast<std::ptrdiff_t>(n - i));
-      if (auto p = source_.prepare(*conn_); !p) {
-        lost(p.err());
-        return false;
-      }
-      send_pending();
-      return false;
-    }
-    if (is_error(r)) {
-      spdlog::error("queue {}: Redis refused an outcome ({}): {}", queue_.name, in_flight_[i][0], reply_text(r));
-    }
-  }
-  in_flight_.erase(in_flight_.begin(), in_flight_.begin() + static_cast<std::ptrdiff_t>(n));
-  return true;
-}
-
-bool redis_task_source::flush() {
-  send_pending();
-  if (!conn_) return false;
-  const std::size_t n = in_flight_.size();
-  auto replies = conn_->receive(n, k_command_timeout);
-  if (!replies) {
-    lost(replies.err());
-    return false;
-  }
-  return settle(*replies, n);
-}
-
-void redis_task_source::server_error(const char* doing, const std::string& text) {
-  if (text.rfind("NOSCRIPT", 0) == 0) {
-    if (auto p = source_.prepare(*conn_); !p) lost(p.err());
-    return;
-  }
-  spdlog::error("queue {}: Redis at {}: cannot {}: {}", queue_.name, queue_.redis->url.display(), doing, text);
-  pause(1000);
 }
 
 }  // namespace spoold

@@ -1,9 +1,9 @@
 // The Redis Stream source of a spooler (SPEC §7, source = "redis"): the
 // spooler takes entries of its queue's streams itself, as a consumer of the
 // queue's group (the master only supervises it), in batches sized to a few
-// milliseconds of work; it writes each outcome to Redis as the task ends
-// without waiting for the reply, keeps outcomes while the server is
-// unreachable and applies them when it is back. See docs/design.md, "Sources".
+// milliseconds of work; its outcomes go through a redis_link (written as
+// each task ends, kept while the server is unreachable). See
+// docs/design.md, "Sources".
 #pragma once
 
 #include <sys/types.h>
@@ -16,6 +16,7 @@
 
 #include "config.hpp"
 #include "protocol.hpp"
+#include "redis_link.hpp"
 #include "redis_source.hpp"
 #include "spooler_board.hpp"
 #include "spooler_process.hpp"
@@ -43,46 +44,30 @@ class redis_task_source final : public task_source {
   };
 
   bool stopping() const;
-  void pause(std::int64_t ms);
-  bool connected(bool with_pause);
-  void lost(const error& e);
-  void drop_connection();
-  void unreachable(const error& e);
   void maintain();
   void take_over_dead();
   void hold_taken_over(const redis_entry& e, std::string owed);
   void fetch();
   std::size_t batch_size() const;
-  void push(std::vector<std::string> command);
-  void send_pending();
-  bool settle(const std::vector<redis_reply>& replies, std::size_t n);
-  bool flush();
-  void server_error(const char* doing, const std::string& text);
   void finish(const redis_entry& e, const redis_task& t, std::string reason, bool fail_now, log_fields& line);
   void show_in_slot(const redis_entry& e);
 
   const queue_config& queue_;
   const plugin_chain& chain_;
-  int socket_;
   spooler_slot* slot_;
   spooler_board* board_;
   std::string prefix_;  // "<host>:<master pid>:", the consumers of this host's spoolers
   redis_source source_;
   std::string backlog_key_;
-  std::optional<redis_conn> conn_;
+  redis_link link_;
   std::vector<std::string> streams_;
   std::deque<held_entry> held_;
   redis_entry current_;  // the entry handed out; current_task_ views into it
   redis_task current_task_;
-  std::deque<std::vector<std::string>> pending_;    // outcome commands not yet written
-  std::deque<std::vector<std::string>> in_flight_;  // written, their replies not read yet
   std::unordered_map<std::string, unsigned> unnoted_;  // dead consumers seen before the master's note
   std::uint64_t seq_ = 0;
   bool ignored_offered_ = false;
   double avg_task_ns_ = 0;
-  std::int64_t pause_ms_ = 0;
-  std::int64_t down_since_ms_ = -1;
-  std::int64_t connected_at_ms_ = 0;
   std::int64_t next_streams_ms_ = 0;
   std::int64_t next_takeover_ms_ = 0;
 };

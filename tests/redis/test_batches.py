@@ -15,16 +15,22 @@ STREAM = "spoold:rq"
 
 
 class BatchTest(RedisTestCase):
-    def start(self, processes=1, extra='backoff = "200ms"'):
+    # A window of a second: batches of 64 however slow a loaded machine makes
+    # the no-op tasks (the default 2ms would take them one at a time then).
+    def start(self, processes=1, extra='backoff = "200ms"\nbatch_window = "1s"'):
         options = 'start_file = "%s"' % self.path("start.txt")
         return self.daemon(redis_toml(self.redis.url(), self.path("rec.txt"), processes=processes, extra=extra,
                                       options=options))
 
-    def enqueue_many(self, count):
-        pipe = self.r.pipeline(transaction=False)
-        ids = [enqueue(self.r, STREAM, [("n", str(i))], pipe=pipe) for i in range(count)]
+    def enqueue_round(self, gate):
+        """150 fast tasks, one held at gate, 150 more, in one MULTI: the
+        spooler finds the gated task with others behind it in the stream."""
+        pipe = self.r.pipeline(transaction=True)
+        ids = [enqueue(self.r, STREAM, [("n", str(i))], pipe=pipe) for i in range(150)]
+        gated = enqueue(self.r, STREAM, [("wait_for", gate)], pipe=pipe)
+        ids += [gated] + [enqueue(self.r, STREAM, [("n", str(i))], pipe=pipe) for i in range(150)]
         pipe.execute()
-        return ids
+        return gated, ids
 
     def started(self, tid):
         return any(r["id"] == tid for r in self.records("start.txt"))
@@ -48,11 +54,9 @@ class BatchTest(RedisTestCase):
         (gated id, gate path, consumer, entries held, every id enqueued)."""
         ids = []
         for round_ in range(6):
-            ids += self.enqueue_many(150)
             gate = self.path("gate%d" % round_)
-            gated = enqueue(self.r, STREAM, [("wait_for", gate)])
-            ids.append(gated)
-            ids += self.enqueue_many(150)
+            gated, round_ids = self.enqueue_round(gate)
+            ids += round_ids
             wait_until(lambda: self.started(gated), 30, what="the gated task started")
             pid = int([r for r in self.records("start.txt") if r["id"] == gated][0]["pid"])
             consumer = self.consumer_of(pid)
@@ -104,7 +108,7 @@ class BatchTest(RedisTestCase):
         self.assert_no_errors_logged(d2)
 
     def test_slow_tasks_are_taken_one_at_a_time(self):
-        d = self.start(processes=2)
+        d = self.start(processes=2, extra="")  # the default window: 2ms
         wait_until(lambda: len(d.spooler_pids()) == 2, 20, what="two spoolers")
         ids = [enqueue(self.r, STREAM, [("sleep_ms", "100")]) for _ in range(12)]
         recs = self.wait_records(len(ids), daemons=[d], timeout=60)

@@ -67,6 +67,7 @@ plugin = "log_writer"
   CHECK(q.redis->stream == "spoold:mail");
   CHECK(q.redis->group == "spoold");
   CHECK(q.redis->lease == spoold::duration(60000));
+  CHECK(q.redis->batch_window == spoold::duration(2));
   CHECK(q.redis->url.host == "127.0.0.1");
   CHECK(q.redis->url.port == 6380);
   CHECK(q.redis->url.db == 2);
@@ -82,6 +83,7 @@ url = "unix:///run/redis/redis.sock?db=3&password=s%40cret"
 stream = "jobs"
 group = "workers"
 lease = "5s"
+batch_window = "0ms"
 plugin = "log_writer"
 )");
   INFO(problems(r));
@@ -91,6 +93,7 @@ plugin = "log_writer"
   CHECK(q.redis->stream == "jobs");
   CHECK(q.redis->group == "workers");
   CHECK(q.redis->lease == spoold::duration(5000));
+  CHECK(q.redis->batch_window == spoold::duration(0));
   CHECK(q.redis->url.socket_path == "/run/redis/redis.sock");
   CHECK(q.redis->url.db == 3);
   CHECK(q.redis->url.password == "s@cret");
@@ -212,4 +215,27 @@ plugin = "log_writer"
   INFO(problems(r));
   REQUIRE(r.problems.size() == 1);
   CHECK_THAT(r.problems[0], Contains(f.at(5, 9) + "queue 'a': lease (30s) is not longer than timeout (30s)"));
+}
+
+TEST_CASE("config redis: a batch_window over half the lease, or on a directory queue, is refused", "[config][redis]") {
+  redis_config_file f;
+  const auto r = f.load(R"([[queue]]
+name = "a"
+source = "redis"
+url = "redis://h"
+lease = "10s"
+batch_window = "6s"
+plugin = "log_writer"
+
+[[queue]]
+name = "b"
+dir = "b"
+batch_window = "1ms"
+plugin = "log_writer"
+)");
+  const std::string all = problems(r);
+  INFO(all);
+  CHECK_THAT(all, Contains(f.at(6, 16) + "queue 'a': batch_window = \"6s\" is more than half the lease (10s)"));
+  CHECK_THAT(all, Contains(f.at(12, 16) + "queue 'b': batch_window is a setting of a Redis queue"));
+  CHECK(r.problems.size() == 2);
 }
