@@ -30,12 +30,15 @@ void redis_reply_free::operator()(redisReply* r) const {
   if (r != nullptr) freeReplyObject(r);
 }
 
-redis_conn::redis_conn(redis_conn&& o) noexcept : c_(o.c_), url_(std::move(o.url_)) { o.c_ = nullptr; }
+redis_conn::redis_conn(redis_conn&& o) noexcept : c_(o.c_), url_(std::move(o.url_)), timeout_(o.timeout_) {
+  o.c_ = nullptr;
+}
 redis_conn& redis_conn::operator=(redis_conn&& o) noexcept {
   if (this != &o) {
     if (c_ != nullptr) redisFree(c_);
     c_ = o.c_;
     url_ = std::move(o.url_);
+    timeout_ = o.timeout_;
     o.c_ = nullptr;
   }
   return *this;
@@ -85,7 +88,7 @@ result<redis_conn> redis_conn::connect(const redis_url& url, std::chrono::millis
 
 result<redis_reply> redis_conn::command(const std::vector<std::string_view>& argv, std::chrono::milliseconds timeout) {
   if (broken()) return transport_error("a command on a broken connection");
-  if (redisSetTimeout(c_, to_timeval(timeout)) != REDIS_OK) return transport_error("set the timeout");
+  if (!set_timeout(timeout)) return transport_error("set the timeout");
   std::vector<const char*> ptrs;
   std::vector<size_t> lens;
   to_argv(argv, ptrs, lens);
@@ -96,29 +99,23 @@ result<redis_reply> redis_conn::command(const std::vector<std::string_view>& arg
 
 result<std::vector<redis_reply>> redis_conn::pipeline(const std::vector<std::vector<std::string_view>>& commands,
                                                       std::chrono::milliseconds timeout) {
-  if (broken()) return transport_error("a command on a broken connection");
-  if (redisSetTimeout(c_, to_timeval(timeout)) != REDIS_OK) return transport_error("set the timeout");
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  for (const auto& argv : commands) {
-    to_argv(argv, ptrs, lens);
-    if (redisAppendCommandArgv(c_, static_cast<int>(ptrs.size()), ptrs.data(), lens.data()) != REDIS_OK) {
-      return transport_error("queue a command");
-    }
-  }
-  std::vector<redis_reply> out;
-  for (std::size_t i = 0; i < commands.size(); ++i) {
-    void* r = nullptr;
-    if (redisGetReply(c_, &r) != REDIS_OK || r == nullptr) return transport_error(std::string(commands[i][0]));
-    out.emplace_back(static_cast<redisReply*>(r));
-  }
-  return out;
+  if (auto sent = send(commands, timeout); !sent) return sent.err();
+  return receive(commands.size(), timeout);
+}
+
+// One setsockopt pair per change, not per command: a spooler sends an
+// outcome per task, always with the same timeout.
+bool redis_conn::set_timeout(std::chrono::milliseconds timeout) {
+  if (timeout == timeout_) return true;
+  if (redisSetTimeout(c_, to_timeval(timeout)) != REDIS_OK) return false;
+  timeout_ = timeout;
+  return true;
 }
 
 result<void> redis_conn::send(const std::vector<std::vector<std::string_view>>& commands,
                               std::chrono::milliseconds timeout) {
   if (broken()) return transport_error("a command on a broken connection");
-  if (redisSetTimeout(c_, to_timeval(timeout)) != REDIS_OK) return transport_error("set the timeout");
+  if (!set_timeout(timeout)) return transport_error("set the timeout");
   std::vector<const char*> ptrs;
   std::vector<size_t> lens;
   for (const auto& argv : commands) {
@@ -137,7 +134,7 @@ result<void> redis_conn::send(const std::vector<std::vector<std::string_view>>& 
 
 result<std::vector<redis_reply>> redis_conn::receive(std::size_t n, std::chrono::milliseconds timeout) {
   if (broken()) return transport_error("a reply on a broken connection");
-  if (redisSetTimeout(c_, to_timeval(timeout)) != REDIS_OK) return transport_error("set the timeout");
+  if (!set_timeout(timeout)) return transport_error("set the timeout");
   std::vector<redis_reply> out;
   out.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {

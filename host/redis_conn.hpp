@@ -54,8 +54,10 @@ class redis_conn {
  private:
   redis_conn(redisContext* c, redis_url url) : c_(c), url_(std::move(url)) {}
   error transport_error(const std::string& doing);
+  bool set_timeout(std::chrono::milliseconds timeout);
   redisContext* c_ = nullptr;
   redis_url url_;
+  std::chrono::milliseconds timeout_{-1};  // the one set on the socket; -1: none yet
 };
 
 // Reply helpers: nullptr-safe views of a reply's parts.
