@@ -177,7 +177,8 @@ void dir_task_source::record(const source_task& /*t*/, const chain_verdict& v) {
   } else if (end.result == outcome::failed) {
     log_event(spdlog::level::warn, line, "moved to failed/");
   } else {
-    line.next_try_in = format_duration(end.delay);
+    const std::string delay = format_duration(end.delay);  // line only views it
+    line.next_try_in = delay;
     log_event(spdlog::level::info, line, "");
   }
 }
@@ -208,7 +209,8 @@ void dir_task_source::record_owed_try(const source_task& t) {
   } else if (end.result == outcome::failed) {
     log_event(spdlog::level::warn, line, "moved to failed/");
   } else {
-    line.next_try_in = format_duration(end.delay);
+    const std::string delay = format_duration(end.delay);  // line only views it
+    line.next_try_in = delay;
     log_event(spdlog::level::warn, line, "");
   }
 }

@@ -160,7 +160,8 @@ void redis_task_source::finish(const redis_entry& e, const redis_task& t, std::s
   }
   const duration delay = retry_delay(tries, queue_.backoff, queue_.backoff_max, random_jitter());
   link_.push(source_.retry_command(e, t.task_id, tries, reason, now_ms() + delay.count()));
-  line.next_try_in = format_duration(delay);
+  const std::string in = format_duration(delay);  // line only views it
+  line.next_try_in = in;
   log_event(spdlog::level::info, line, "");
 }
 
