@@ -164,7 +164,8 @@ class PathAndLimitRulesTest(SandboxTestCase):
         d = self.daemon(cfg)
         # The budget is per task: four tasks of 0.6 s of CPU each (2.4 s in
         # all, in one spooler) are each within it.
-        spoolers = set(d.spooler_pids())
+        # "spoold ready" is logged before the first spooler is forked.
+        spoolers = set(wait_until(lambda: d.spooler_pids(), 30, what="the spooler"))
         short, _ = self.run_tries(d, "q", self.path("q.rec"), [("s%d" % i, ["try=spin", "ms=600"]) for i in range(4)])
         self.assertEqual([short["s%d" % i]["outcome"] for i in range(4)], ["ok"] * 4)
         self.assertEqual(set(d.spooler_pids()), spoolers, "no spooler was killed")
