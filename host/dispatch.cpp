@@ -47,7 +47,10 @@ bool dispatcher::dispatch(std::vector<std::unique_ptr<queue_runtime>>& queues, s
     for (bool more = true; more;) {
       spooler_proc* best = nullptr;
       for (const auto& [pid, p] : pool.procs()) {
-        if (p->queue != q.get() || !p->ready || p->retiring || p->in_hand.size() >= depth || p->stalled()) continue;
+        if (p->queue != q.get() || !p->ready || p->retiring || p->in_hand.size() >= depth || p->stalled() ||
+            p->slot->leaving.load() != 0) {
+          continue;
+        }
         if (best == nullptr || p->in_hand.size() < best->in_hand.size()) best = p.get();
       }
       if (best == nullptr) break;
@@ -68,14 +71,17 @@ bool dispatcher::dispatch(std::vector<std::unique_ptr<queue_runtime>>& queues, s
       if (message.empty()) break;
       if (auto sent = send_message(best->sock.get(), message.data(), message.size(), MSG_DONTWAIT, "a spooler");
           !sent) {
-        spdlog::warn("queue {}: spooler {}: {}: it is replaced", q->cfg.name, best->pid, sent.err().message);
         // A spooler we cannot talk to is replaced; its batch goes back
-        // (a debt stays with its task in the index).
+        // (a debt stays with its task in the index). One that is leaving
+        // by itself (it closed its socket after its last report) is
+        // replaced when it exits, as a recycle.
+        const bool leaving = best->slot->leaving.load() != 0;
+        if (!leaving) spdlog::warn("queue {}: spooler {}: {}: it is replaced", q->cfg.name, best->pid, sent.err().message);
         while (best->in_hand.size() > first) {
           q->index->on_returned(best->in_hand.back().task);
           best->in_hand.pop_back();
         }
-        pool.retire(*best);
+        if (!leaving) pool.retire(*best);
       }
     }
   }

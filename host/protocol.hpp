@@ -112,6 +112,10 @@ struct spooler_slot {
   std::atomic<std::int64_t> started_ns{0};
   // Set by the master: finish the task in hand, take no other, exit 0.
   std::atomic<std::uint32_t> stop{0};
+  // Set by the spooler when it stops by itself (max_tasks, max_rss), before
+  // its last report: the master names it no more tasks, and its exit is a
+  // recycle, not a spooler it could not talk to.
+  std::atomic<std::uint32_t> leaving{0};
   // Set by the master when the task in hand has run so long that it gave
   // the names queued behind it to other spoolers: the spooler skips the
   // assignments with revoked_after < seq <= revoked_to. (Written in that

@@ -77,9 +77,13 @@ class spooler {
       source.record(t, verdict);
       if (queue_.max_tasks != 0 && ++handled >= queue_.max_tasks) {
         spdlog::info("spooler for queue {} handled {} tasks (max_tasks): recycling", queue_.name, handled);
+        slot_->leaving.store(1);
         return;
       }
-      if (queue_.max_rss != 0 && rss_.past_max_rss(queue_, std::string(t.id))) return;
+      if (queue_.max_rss != 0 && rss_.past_max_rss(queue_, std::string(t.id))) {
+        slot_->leaving.store(1);
+        return;
+      }
     }
   }
 
