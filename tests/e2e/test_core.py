@@ -361,6 +361,20 @@ class ProcessingTest(SpooldTestCase):
         self.assertGreaterEqual(len({r["pid"] for r in read_records(self.record)}), 3)
         self.assertEqual(d.stop(), 0)
 
+    def test_max_tasks_one_through_a_backlog_every_exit_is_a_recycle(self):
+        # The master names tasks ahead; a spooler leaving after its one task
+        # must not be taken for one it cannot talk to (which would be
+        # retired, and its exit not counted as a recycle).
+        d = self.daemon(self.record_queue(max_tasks=1))
+        ids = self.burst(self.path("spool/q"), [{"i": str(i)} for i in range(40)])
+        wait_until(lambda: len(read_records(self.record)) == 40, 60, what="40 tasks")
+        recs = read_records(self.record)
+        self.assertEqual(sorted(r["id"] for r in recs), sorted(ids))
+        self.assertEqual(len({r["pid"] for r in recs}), 40, "one spooler per task")
+        d.wait_log("(max_tasks): recycling", count=40)
+        self.assertNotIn("it is replaced", d.log())
+        self.assertEqual(d.stop(), 0)
+
 
 class ConfigErrorTest(SpooldTestCase):
     def run_spoold(self, cfg, *extra):
