@@ -40,6 +40,15 @@ path = ["apps"]
 
 @unittest.skipUnless(PLUGIN_DIR and os.path.exists(os.path.join(PLUGIN_DIR, "libpython.so")),
                      "the python plugin was not built")
+def json_lines(path):
+    """The complete lines of a handler's JSON record file, parsed."""
+    try:
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.endswith("\n")]
+    except FileNotFoundError:
+        return []
+
+
 class PythonPluginOnRedisTest(RedisTestCase):
     def setUp(self):
         super().setUp()
@@ -47,11 +56,7 @@ class PythonPluginOnRedisTest(RedisTestCase):
         self.record = self.path("record.jsonl")
 
     def py_records(self):
-        try:
-            with open(self.record) as f:
-                return [json.loads(l) for l in f if l.endswith("\n")]
-        except FileNotFoundError:
-            return []
+        return json_lines(self.record)
 
     def test_outcomes_handler_runs_unchanged(self):
         d = self.daemon(python_toml(self.redis.url(), self.record))
@@ -98,11 +103,7 @@ class SpoolIntoRedisTest(RedisTestCase):
         return self.daemon(python_toml(url or server.url(), self.record, module="redis_spool"))
 
     def py_records(self):
-        try:
-            with open(self.record) as f:
-                return [json.loads(l) for l in f if l.endswith("\n")]
-        except FileNotFoundError:
-            return []
+        return json_lines(self.record)
 
     def wait_record(self, d, what, **match):
         """The first record whose items include match (a call that finished
