@@ -2,11 +2,13 @@
 without a spooler key, and Debian's @spool. A task's `chain` arg says what
 to spool; every call appends {"id", "args", "body", "attempt", "t"} (and
 "spooled", the id uwsgi.spool() returned, or "errors", the ValueErrors it
-raised) to $PP_RECORD. A task with `hold=NAME` then waits for the file NAME
-beside $PP_RECORD, so the test can look at Redis before anything else runs;
+raised) to $PP_RECORD. A task with `hold=NAME` then waits for a datagram on
+the Unix socket NAME beside $PP_RECORD (bound before the record line the test
+waits for), so the test can look at Redis before anything else runs;
 `wait=NAME` waits for it before spooling (the test stops the server first)."""
 import json
 import os
+import socket
 import time
 
 import spoold
@@ -27,12 +29,23 @@ def record(line):
         f.write(json.dumps(line) + "\n")
 
 
-def wait_for(name):
-    deadline = time.monotonic() + 30
-    while not os.path.exists(os.path.join(HERE, name)):
-        if time.monotonic() > deadline:
-            raise RuntimeError("no file %s within 30 s" % name)
-        time.sleep(0.01)
+def gate(name):
+    """A Unix datagram socket at NAME: the handler blocks on it until the
+    test sends a byte (test_python_plugin's go()), 30 s at most."""
+    path = os.path.join(HERE, name)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(30)
+    return s
+
+
+def pass_gate(s):
+    try:
+        s.recv(1)
+    except socket.timeout:
+        raise RuntimeError("nothing came on the gate %s within 30 s" % s.getsockname())
+    finally:
+        s.close()
 
 
 @uwsgidecorators.spool
@@ -63,8 +76,9 @@ def handler(task):
             "args": {text(k): text(v) for k, v in task.items() if isinstance(k, bytes)},
             "body": text(task.get("body", b"")), "errors": []}
     if b"wait" in task:
+        g = gate(text(task[b"wait"]))
         record({"id": tid, "waiting": True})
-        wait_for(text(task[b"wait"]))
+        pass_gate(g)
     tries = [lambda: spool_once(task, line)]
     if task.get(b"chain") == b"bad":
         tries = [lambda: uwsgi.spool({"spoold.id": "mine"}), lambda: uwsgi.spool(big="x" * 70000),
@@ -76,9 +90,10 @@ def handler(task):
                 line.setdefault("spooled", []).append(spooled.decode())
         except ValueError as e:
             line["errors"].append(str(e))
+    held = gate(text(task[b"hold"])) if b"hold" in task else None
     record(line)
-    if b"hold" in task:
-        wait_for(text(task[b"hold"]))
+    if held is not None:
+        pass_gate(held)
     return uwsgi.SPOOL_OK
 
 
