@@ -264,10 +264,10 @@ class master {
         status_counts line;
         line.queue = q->cfg.name;
         std::string note = "(Redis stream " + q->cfg.redis->stream + " at " + q->cfg.redis->url.display() + ")";
-        const std::int64_t now_ms = now_ns() / 1'000'000;
-        const auto b = pool_->board() != nullptr ? pool_->board()->backlog(backlog_key(q->cfg), now_ms) : std::nullopt;
+        const std::int64_t now = now_ms();
+        const auto b = pool_->board() != nullptr ? pool_->board()->backlog(backlog_key(q->cfg), now) : std::nullopt;
         if (b) {
-          if (now_ms - b->read_at_ms >= 2000) note += " backlog read " + std::to_string((now_ms - b->read_at_ms) / 1000) + "s ago";
+          if (now - b->read_at_ms >= 2000) note += " backlog read " + std::to_string((now - b->read_at_ms) / 1000) + "s ago";
           line.counts = {{"pending", b->waiting}, {"delayed", b->delayed},     {"ignored", b->ignored},
                          {"failed", b->failed},   {"in_flight", b->in_flight}, {"spoolers", alive},
                          {"ready", ready},        {"restarts", q->restarts}};

@@ -178,14 +178,14 @@ class server {
   std::string exposition() {
     std::vector<queue_snapshot> queues = snapshot_;
     std::vector<std::optional<dir_gauges>> dirs;
-    const std::int64_t now_ms = now_ns() / 1'000'000;
+    const std::int64_t now = now_ms();
     for (auto& q : queues) {
       if (q.redis_key.empty()) {
         dirs.push_back(q.dir.empty() ? std::nullopt : reader_.gauges(q.dir));
         continue;
       }
       // A Redis queue: what its spoolers read last, on the board.
-      const auto b = board_ != nullptr ? board_->backlog(q.redis_key, now_ms) : std::nullopt;
+      const auto b = board_ != nullptr ? board_->backlog(q.redis_key, now) : std::nullopt;
       q.counts_known = b.has_value();
       if (!b) {
         dirs.push_back(std::nullopt);

@@ -82,6 +82,9 @@ error io_error(std::string what, int err);
 std::int64_t now_ns();
 // CLOCK_MONOTONIC in nanoseconds.
 std::int64_t monotonic_ns();
+// The same two in milliseconds (Redis scores and timeouts are in ms).
+inline std::int64_t now_ms() { return now_ns() / 1'000'000; }
+inline std::int64_t monotonic_ms() { return monotonic_ns() / 1'000'000; }
 // CLOCK_REALTIME_COARSE in nanoseconds: the clock local filesystems stamp
 // file times with (a finer stamp, where the kernel gives one, is never
 // earlier than it).

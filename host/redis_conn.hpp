@@ -26,6 +26,10 @@ using redis_reply = std::unique_ptr<redisReply, redis_reply_free>;
 // refused password or a bad database): try again later.
 inline constexpr int k_redis_unreachable = -1000;
 
+// How long a command may take before the connection is given up (a
+// blocking read waits its BLOCK time on top).
+inline constexpr std::chrono::milliseconds k_redis_command_timeout{5000};
+
 class redis_conn {
  public:
   // Connects within timeout, then AUTH (when the URL has a password) and

@@ -16,12 +16,9 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr milliseconds k_connect_timeout{2000};
-constexpr milliseconds k_command_timeout{5000};
 constexpr std::int64_t k_first_pause_ms = 100;
 constexpr std::int64_t k_max_pause_ms = 5000;
 
-std::int64_t now_ms() { return now_ns() / 1'000'000; }
-std::int64_t mono_ms() { return monotonic_ns() / 1'000'000; }
 
 std::vector<std::vector<std::string_view>> views_of(const std::deque<std::vector<std::string>>& commands) {
   std::vector<std::vector<std::string_view>> out;
@@ -66,17 +63,17 @@ bool redis_link::connected(bool with_pause) {
   if (down_since_ms_ >= 0 && (board_ == nullptr || board_->report_up(queue_.redis->url.display()))) {
     spdlog::info("queue {}: Redis at {} answers again after {}ms; the outcomes in hand ({} in this spooler) are "
                  "applied now",
-                 queue_.name, queue_.redis->url.display(), mono_ms() - down_since_ms_, pending_.size());
+                 queue_.name, queue_.redis->url.display(), monotonic_ms() - down_since_ms_, pending_.size());
   }
   down_since_ms_ = -1;
   pause_ms_ = 0;
-  connected_at_ms_ = mono_ms();
+  connected_at_ms_ = monotonic_ms();
   send_pending();
   return conn_.has_value();
 }
 
 void redis_link::lost(const error& e) {
-  if (mono_ms() - connected_at_ms_ < 1000) return unreachable(e);
+  if (monotonic_ms() - connected_at_ms_ < 1000) return unreachable(e);
   drop_connection();
 }
 
@@ -96,7 +93,7 @@ void redis_link::unreachable(const error& e) {
   drop_connection();
   pause_ms_ = pause_ms_ == 0 ? k_first_pause_ms : std::min(pause_ms_ * 2, k_max_pause_ms);
   if (down_since_ms_ >= 0) return;
-  down_since_ms_ = mono_ms();
+  down_since_ms_ = monotonic_ms();
   if (board_ == nullptr || board_->report_down(queue_.redis->url.display(), now_ms())) {
     spdlog::warn("queue {}: {}; reconnecting every 100ms doubling to 5s; the outcomes in hand ({} in this spooler) "
                  "are kept (logged once for this host)",
@@ -116,7 +113,7 @@ void redis_link::push(std::vector<std::string> command) {
 
 void redis_link::send_pending() {
   if (pending_.empty() || !conn_ || conn_->broken()) return;
-  if (auto s = conn_->send(views_of(pending_), k_command_timeout); !s) return lost(s.err());
+  if (auto s = conn_->send(views_of(pending_), k_redis_command_timeout); !s) return lost(s.err());
   std::move(pending_.begin(), pending_.end(), std::back_inserter(in_flight_));
   pending_.clear();
 }
@@ -152,7 +149,7 @@ bool redis_link::flush() {
   if (!conn_) return false;
   const std::size_t n = in_flight_.size();
   if (n == 0) return true;
-  auto replies = conn_->receive(n, k_command_timeout);
+  auto replies = conn_->receive(n, k_redis_command_timeout);
   if (!replies) {
     lost(replies.err());
     return false;
@@ -172,11 +169,11 @@ void redis_link::server_error(const char* doing, const std::string& text) {
 
 std::optional<redis_reply> redis_link::call_after_outcomes(const std::vector<std::string>& command) {
   const std::size_t sent = in_flight_.size();
-  if (auto s = conn_->send({std::vector<std::string_view>(command.begin(), command.end())}, k_command_timeout); !s) {
+  if (auto s = conn_->send({std::vector<std::string_view>(command.begin(), command.end())}, k_redis_command_timeout); !s) {
     lost(s.err());
     return std::nullopt;
   }
-  auto replies = conn_->receive(sent + 1, k_command_timeout);
+  auto replies = conn_->receive(sent + 1, k_redis_command_timeout);
   if (!replies) {
     lost(replies.err());
     return std::nullopt;

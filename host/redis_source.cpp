@@ -14,7 +14,6 @@ namespace spoold {
 
 namespace {
 
-constexpr std::chrono::milliseconds k_command_timeout{5000};
 
 bool plain_id(std::string_view id) {
   if (id.empty() || id.size() > 255) return false;
@@ -128,7 +127,7 @@ redis_source::redis_source(const queue_config& q, std::string consumer)
 
 result<void> redis_source::prepare(redis_conn& c) {
   for (script* s : {&take_, &ok_, &retry_, &fail_, &release_, &offer_ignored_, &take_over_}) {
-    auto r = c.command({"SCRIPT", "LOAD", s->text}, k_command_timeout);
+    auto r = c.command({"SCRIPT", "LOAD", s->text}, k_redis_command_timeout);
     if (!r) return r.err();
     if (is_error(r->get())) return make_error("SCRIPT LOAD: " + reply_text(r->get()));
     s->sha = reply_text(r->get());
@@ -149,7 +148,7 @@ std::vector<std::string> redis_source::eval(const script& s, std::vector<std::st
 }
 
 result<std::vector<unsigned>> redis_source::priorities(redis_conn& c) {
-  auto r = c.command({"SMEMBERS", base_ + ":priorities"}, k_command_timeout);
+  auto r = c.command({"SMEMBERS", base_ + ":priorities"}, k_redis_command_timeout);
   if (!r) return r.err();
   std::vector<unsigned> out;
   for (std::size_t i = 0; i < reply_size(r->get()); ++i) {
@@ -186,7 +185,7 @@ result<std::vector<redis_entry>> redis_source::wait(redis_conn& c, const std::ve
   for (const auto& s : streams) argv.push_back(s);
   for (std::size_t i = 0; i < streams.size(); ++i) argv.push_back(">");
   std::vector<std::string_view> views(argv.begin(), argv.end());
-  auto r = c.command(views, block + k_command_timeout);
+  auto r = c.command(views, block + k_redis_command_timeout);
   if (!r) return r.err();
   if (is_error(r->get())) return make_error("XREADGROUP: " + reply_text(r->get()));
   std::vector<redis_entry> out;
@@ -261,7 +260,7 @@ result<std::vector<dead_consumer>> redis_source::dead_consumers(redis_conn& c, c
                                                                 const std::string& prefix) {
   std::vector<dead_consumer> out;
   for (const auto& s : streams) {
-    auto info = c.command({"XINFO", "CONSUMERS", s, group_}, k_command_timeout);
+    auto info = c.command({"XINFO", "CONSUMERS", s, group_}, k_redis_command_timeout);
     if (!info) return info.err();
     if (is_error(info->get())) continue;  // no stream or no group yet
     for (std::size_t i = 0; i < reply_size(info->get()); ++i) {
@@ -283,7 +282,7 @@ result<std::vector<dead_consumer>> redis_source::dead_consumers(redis_conn& c, c
 }
 
 result<std::vector<redis_entry>> redis_source::take_over(redis_conn& c, const dead_consumer& d) {
-  auto r = c.command({"EVALSHA", take_over_.sha, "1", d.stream, group_, d.name, consumer_}, k_command_timeout);
+  auto r = c.command({"EVALSHA", take_over_.sha, "1", d.stream, group_, d.name, consumer_}, k_redis_command_timeout);
   if (!r) return r.err();
   if (is_error(r->get())) return make_error("take over from " + d.name + ": " + reply_text(r->get()));
   std::vector<redis_entry> out;
@@ -298,7 +297,7 @@ result<std::vector<redis_entry>> redis_source::take_over_expired(redis_conn& c,
   for (const auto& s : streams) {
     std::string cursor = "0-0";
     for (int round = 0; round < 10; ++round) {
-      auto r = c.command({"XAUTOCLAIM", s, group_, consumer_, idle, cursor, "COUNT", "100"}, k_command_timeout);
+      auto r = c.command({"XAUTOCLAIM", s, group_, consumer_, idle, cursor, "COUNT", "100"}, k_redis_command_timeout);
       if (!r) return r.err();
       if (is_error(r->get())) break;  // no stream or group yet
       entries_of(s, reply_at(r->get(), 1), out);
@@ -315,7 +314,7 @@ result<std::vector<redis_entry>> redis_source::offer_ignored(redis_conn& c, cons
   for (const auto& s : streams) {
     auto r = c.command({"EVALSHA", offer_ignored_.sha, "3", s, s + ":ignored", s + ":ignored:offered", group_,
                         consumer_, token},
-                       k_command_timeout);
+                       k_redis_command_timeout);
     if (!r) return r.err();
     if (is_error(r->get())) continue;  // no stream or no group yet: nothing was ignored
     entries_of(s, r->get(), out);
@@ -334,7 +333,7 @@ result<redis_backlog> redis_source::backlog(redis_conn& c, const std::vector<std
   commands.push_back({"XLEN", base_ + ":failed"});
   std::vector<std::vector<std::string_view>> views;
   for (const auto& cmd : commands) views.emplace_back(cmd.begin(), cmd.end());
-  auto replies = c.pipeline(views, k_command_timeout);
+  auto replies = c.pipeline(views, k_redis_command_timeout);
   if (!replies) return replies.err();
   redis_backlog b;
   for (std::size_t i = 0; i < streams.size(); ++i) {
@@ -353,16 +352,16 @@ result<redis_backlog> redis_source::backlog(redis_conn& c, const std::vector<std
 }
 
 result<bool> redis_source::is_ignored(redis_conn& c, const redis_entry& e) {
-  auto r = c.command({"SISMEMBER", e.stream + ":ignored", e.id}, k_command_timeout);
+  auto r = c.command({"SISMEMBER", e.stream + ":ignored", e.id}, k_redis_command_timeout);
   if (!r) return r.err();
   return reply_integer(r->get()) == 1;
 }
 
 void redis_source::leave(redis_conn& c, const std::vector<std::string>& streams) {
   for (const auto& s : streams) {
-    auto p = c.command({"XPENDING", s, group_, "-", "+", "1", consumer_}, k_command_timeout);
+    auto p = c.command({"XPENDING", s, group_, "-", "+", "1", consumer_}, k_redis_command_timeout);
     if (!p || reply_size(p->get()) != 0) continue;
-    (void)c.command({"XGROUP", "DELCONSUMER", s, group_, consumer_}, k_command_timeout);
+    (void)c.command({"XGROUP", "DELCONSUMER", s, group_, consumer_}, k_redis_command_timeout);
   }
 }
 

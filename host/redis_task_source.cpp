@@ -21,8 +21,6 @@ constexpr milliseconds k_max_block{500};
 constexpr std::int64_t k_streams_refresh_ms = 1000;
 constexpr std::size_t k_max_batch_entries = 64;
 
-std::int64_t now_ms() { return now_ns() / 1'000'000; }
-std::int64_t mono_ms() { return monotonic_ns() / 1'000'000; }
 
 std::string host_name() {
   char buf[256] = {};
@@ -206,7 +204,7 @@ int redis_task_source::close() {
 // of dead spoolers of this host (at once) and of hosts that stopped
 // answering (after the lease).
 void redis_task_source::maintain() {
-  const std::int64_t now = mono_ms();
+  const std::int64_t now = monotonic_ms();
   if (now < next_streams_ms_ && now < next_takeover_ms_ && ignored_offered_) return;
   // The replies of outcomes written are read first: the commands below
   // read theirs from the same connection.
