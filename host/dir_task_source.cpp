@@ -17,7 +17,7 @@ dir_task_source::dir_task_source(const queue_config& queue, const plugin_chain& 
 
 bool dir_task_source::take(source_task& t) {
   task_.reset();
-  while (!termination_requested() && slot_->stop.load() == 0) {
+  while (!told_to_stop(*slot_)) {
     if (todo_.empty()) {
       if (!receive()) return false;
       continue;
@@ -168,18 +168,28 @@ void dir_task_source::record(const source_task& /*t*/, const chain_verdict& v) {
   facts.started_ns = now - v.took_ns;
   facts.pid = ::getpid();
   facts.duration_ns = v.took_ns;
-  try_end end = finish_try(*dir_, task, v.error, by_fail, now, facts);
+  end_try(v.error, by_fail, now, facts, line, spdlog::level::info, "");
+}
+
+// Counts a try that did not succeed (finish_try), completes the report and
+// logs the end: moved to failed/, the next try's delay (at `rescheduled`
+// level), or the I/O error that left the file as it was.
+void dir_task_source::end_try(const std::string& reason, bool fail_now, std::int64_t now, const try_facts& facts,
+                              log_fields line, spdlog::level::level_enum rescheduled, std::string_view io_note) {
+  claimed_task& task = *task_;
+  report& r = done_.back();
+  const try_end end = finish_try(*dir_, task, reason, fail_now, now, facts);
   r.result = end.result;
   r.due_ns = end.due_ns;
   line.error = end.error;
   if (end.result == outcome::io_error) {
-    log_event(spdlog::level::err, log_fields::about_task(task.ref.name, queue_.name).with_error(end.error), "");
+    log_event(spdlog::level::err, log_fields::about_task(task.ref.name, queue_.name).with_error(end.error), io_note);
   } else if (end.result == outcome::failed) {
     log_event(spdlog::level::warn, line, "moved to failed/");
   } else {
     const std::string delay = format_duration(end.delay);  // line only views it
     line.next_try_in = delay;
-    log_event(spdlog::level::info, line, "");
+    log_event(rescheduled, line, "");
   }
 }
 
@@ -188,7 +198,6 @@ void dir_task_source::record(const source_task& /*t*/, const chain_verdict& v) {
 // the next taker (claim() reported it).
 void dir_task_source::record_owed_try(const source_task& t) {
   claimed_task& task = *task_;
-  report& r = done_.back();
   // Only under the lock: a temp of this name may be another host's rewrite
   // in progress, which it makes while holding the lock.
   dir_->remove_temp_of(task.ref);
@@ -197,22 +206,9 @@ void dir_task_source::record_owed_try(const source_task& t) {
   // here; the history records the reason and when it was counted.
   try_facts facts;
   facts.status = t.owed_try.rfind("timed out", 0) == 0 ? "timeout" : "crash";
-  try_end end = finish_try(*dir_, task, t.owed_try, false, now_ns(), facts);
-  r.result = end.result;
-  r.due_ns = end.due_ns;
-  log_fields line =
-      log_fields::about_task(task.ref.name, queue_.name).with_status("crash").with_attempt(task.attempt).with_error(
-          end.error);
-  if (end.result == outcome::io_error) {
-    log_event(spdlog::level::err, log_fields::about_task(task.ref.name, queue_.name).with_error(end.error),
-              "the try its crashed spooler owes is not counted yet");
-  } else if (end.result == outcome::failed) {
-    log_event(spdlog::level::warn, line, "moved to failed/");
-  } else {
-    const std::string delay = format_duration(end.delay);  // line only views it
-    line.next_try_in = delay;
-    log_event(spdlog::level::warn, line, "");
-  }
+  end_try(t.owed_try, false, now_ns(), facts,
+          log_fields::about_task(task.ref.name, queue_.name).with_status("crash").with_attempt(task.attempt),
+          spdlog::level::warn, "the try its crashed spooler owes is not counted yet");
 }
 
 // Tasks named but not taken go back to the master when we exit; the

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "config.hpp"
+#include "finish_try.hpp"
+#include "logging.hpp"
 #include "protocol.hpp"
 #include "queue_dir.hpp"
 #include "task_source.hpp"
@@ -34,6 +36,8 @@ class dir_task_source final : public task_source {
   // Claims the assignment's file: true when t holds a task to run or an
   // owed try to count; otherwise the report says why not.
   bool claim(const assignment& a, source_task& t);
+  void end_try(const std::string& reason, bool fail_now, std::int64_t now, const try_facts& facts, log_fields line,
+               spdlog::level::level_enum rescheduled, std::string_view io_note);
 
   const queue_config& queue_;
   const plugin_chain& chain_;

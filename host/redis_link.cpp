@@ -33,7 +33,7 @@ redis_link::redis_link(const queue_config& queue, redis_source& source, spooler_
                        const spooler_slot* slot)
     : queue_(queue), source_(source), board_(board), socket_(socket_fd), slot_(slot) {}
 
-bool redis_link::stopping() const { return termination_requested() || slot_->stop.load() != 0; }
+bool redis_link::stopping() const { return told_to_stop(*slot_); }
 
 void redis_link::pause(std::int64_t ms) {
   pollfd p{socket_, POLLIN, 0};

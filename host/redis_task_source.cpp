@@ -66,7 +66,7 @@ redis_task_source::redis_task_source(const queue_config& queue, const plugin_cha
                 queue_.redis->group, queue_.redis->stream);
 }
 
-bool redis_task_source::stopping() const { return termination_requested() || slot_->stop.load() != 0; }
+bool redis_task_source::stopping() const { return told_to_stop(*slot_); }
 
 bool redis_task_source::take(source_task& t) {
   while (!stopping()) {

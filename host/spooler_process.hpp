@@ -11,6 +11,7 @@
 
 #include "config.hpp"
 #include "posix.hpp"
+#include "protocol.hpp"
 
 namespace spoold {
 
@@ -26,6 +27,11 @@ void set_parent_death_signal(pid_t master_pid);
 
 // True once a SIGTERM reached this spooler.
 bool termination_requested() noexcept;
+// A SIGTERM, or the master's stop in the slot: finish the task in hand,
+// take no other.
+inline bool told_to_stop(const spooler_slot& slot) noexcept {
+  return termination_requested() || slot.stop.load() != 0;
+}
 
 // What plugins that write tasks into their own queue (the python plugin's
 // uwsgi.spool()) read of it, since the plugin API does not carry it:
