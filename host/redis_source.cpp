@@ -22,6 +22,23 @@ bool plain_id(std::string_view id) {
   });
 }
 
+// Appends the entry's fields as key, value arguments of a script, without
+// the outcome's own fields when the script sets them, and at most
+// k_max_entry_fields pairs: Lua's unpack() has a limit, and an entry with
+// more is malformed anyway (its reason says how many it had). Returns the
+// pairs appended.
+std::size_t append_fields(const redis_entry& e, bool without_outcome_fields, std::vector<std::string>& args) {
+  std::size_t copied = 0;
+  for (const auto& [k, v] : e.fields) {
+    if (without_outcome_fields && (k == "spoold.attempt" || k == "spoold.error")) continue;
+    if (copied == k_max_entry_fields) break;
+    ++copied;
+    args.push_back(k);
+    args.push_back(v);
+  }
+  return copied;
+}
+
 void entries_of(const std::string& stream, const redisReply* list, std::vector<redis_entry>& out) {
   for (std::size_t i = 0; i < reply_size(list); ++i) {
     if (auto e = entry_from_reply(stream, reply_at(list, i))) out.push_back(std::move(*e));
@@ -224,15 +241,7 @@ std::vector<std::string> redis_source::retry_command(const redis_entry& e, const
 std::vector<std::string> redis_source::fail_command(const redis_entry& e, std::uint32_t attempt,
                                                     const std::string& error) const {
   std::vector<std::string> args = {group_, e.id};
-  // At most k_max_entry_fields pairs: Lua's unpack() has a limit, and an
-  // entry with more is malformed anyway (its reason says how many it had).
-  std::size_t copied = 0;
-  for (const auto& [k, v] : e.fields) {
-    if (k == "spoold.attempt" || k == "spoold.error") continue;
-    if (++copied > k_max_entry_fields) break;
-    args.push_back(k);
-    args.push_back(v);
-  }
+  append_fields(e, true, args);
   args.push_back("spoold.attempt");
   args.push_back(std::to_string(attempt));
   args.push_back("spoold.error");
@@ -242,13 +251,7 @@ std::vector<std::string> redis_source::fail_command(const redis_entry& e, std::u
 
 std::vector<std::string> redis_source::release_command(const redis_entry& e) const {
   std::vector<std::string> args = {group_, e.id};
-  std::size_t copied = 0;
-  for (const auto& [k, v] : e.fields) {
-    if (++copied > k_max_entry_fields) break;  // unpack()'s limit; such an entry is malformed anyway
-    args.push_back(k);
-    args.push_back(v);
-  }
-  if (copied == 0) return ok_command(e);  // XADD needs a field: nothing to give back
+  if (append_fields(e, false, args) == 0) return ok_command(e);  // XADD needs a field: nothing to give back
   return eval(release_, {e.stream}, std::move(args));
 }
 

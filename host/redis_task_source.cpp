@@ -73,39 +73,46 @@ bool redis_task_source::take(source_task& t) {
     if (!held_.empty()) {
       held_entry h = std::move(held_.front());
       held_.pop_front();
-      current_ = std::move(h.entry);
-      current_task_ = parse_entry(current_);
-      const redis_task& task = current_task_;
-      if (!task.malformed.empty()) {
-        log_event(spdlog::level::warn,
-                  log_fields::about_task(task.task_id.empty() ? current_.id : task.task_id, queue_.name)
-                      .with_status("unparsable")
-                      .with_error(task.malformed),
-                  "moved to " + queue_.redis->stream + ":failed");
-        link_.push(source_.fail_command(current_, task.attempt,
-                                  task.malformed + " (entry " + current_.id + " of " + current_.stream + ")"));
-        continue;
-      }
-      if (auto at = at_ms(task); h.owed_try.empty() && at && *at > now_ms()) {
-        // Written straight into the stream: not due yet.
-        link_.push(source_.retry_command(current_, task.task_id, task.attempt, last_error(current_), *at));
-        continue;
-      }
-      t.seq = ++seq_;
-      t.id = task.task_id;
-      t.attempt = task.attempt;
-      t.body = task.body;
-      t.owed_try = std::move(h.owed_try);
-      t.args.clear();
-      for (const auto& [k, v] : task.args) t.args.push_back({{k.data(), k.size()}, {v.data(), v.size()}});
-      show_in_slot(current_);
-      return true;
+      if (hand_out(std::move(h), t)) return true;
+      continue;
     }
     if (!link_.connected(true)) continue;
     maintain();
     if (held_.empty() && link_.up()) fetch();
   }
   return false;
+}
+
+// Makes a held entry the task in hand (t): true, or false when it is not
+// one to run: a malformed entry (to the failed stream) or one written
+// straight into the stream with an `at` still ahead (to the delayed set).
+bool redis_task_source::hand_out(held_entry h, source_task& t) {
+  current_ = std::move(h.entry);
+  current_task_ = parse_entry(current_);
+  const redis_task& task = current_task_;
+  if (!task.malformed.empty()) {
+    log_event(spdlog::level::warn,
+              log_fields::about_task(task.task_id.empty() ? current_.id : task.task_id, queue_.name)
+                  .with_status("unparsable")
+                  .with_error(task.malformed),
+              "moved to " + queue_.redis->stream + ":failed");
+    link_.push(source_.fail_command(current_, task.attempt,
+                                    task.malformed + " (entry " + current_.id + " of " + current_.stream + ")"));
+    return false;
+  }
+  if (auto at = at_ms(task); h.owed_try.empty() && at && *at > now_ms()) {
+    link_.push(source_.retry_command(current_, task.task_id, task.attempt, last_error(current_), *at));
+    return false;
+  }
+  t.seq = ++seq_;
+  t.id = task.task_id;
+  t.attempt = task.attempt;
+  t.body = task.body;
+  t.owed_try = std::move(h.owed_try);
+  t.args.clear();
+  for (const auto& [k, v] : task.args) t.args.push_back({{k.data(), k.size()}, {v.data(), v.size()}});
+  show_in_slot(current_);
+  return true;
 }
 
 // Before the chain runs: which entry this spooler is inside, for the
@@ -168,21 +175,14 @@ void redis_task_source::finish(const redis_entry& e, const redis_task& t, std::s
 // reach Redis before we go, however long it takes to come back when we are
 // recycled, once more when we are told to stop.
 int redis_task_source::close() {
+  source_task t;
   while (!held_.empty()) {
     held_entry h = std::move(held_.front());
     held_.pop_front();
     if (h.owed_try.empty()) {
       link_.push(source_.release_command(h.entry));
-      continue;
-    }
-    const redis_task t = parse_entry(h.entry);
-    log_fields line = log_fields::about_task(t.task_id.empty() ? h.entry.id : t.task_id, queue_.name)
-                          .with_status("crash")
-                          .with_attempt(t.attempt);
-    if (!t.malformed.empty()) {
-      link_.push(source_.fail_command(h.entry, t.attempt, t.malformed));
-    } else {
-      finish(h.entry, t, h.owed_try, false, line);
+    } else if (hand_out(std::move(h), t)) {
+      record_owed_try(t);
     }
   }
   while (link_.outcomes_on_their_way() != 0 && !stopping()) {

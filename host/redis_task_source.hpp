@@ -44,6 +44,7 @@ class redis_task_source final : public task_source {
   };
 
   bool stopping() const;
+  bool hand_out(held_entry h, source_task& t);
   void maintain();
   void take_over_dead();
   void hold_taken_over(const redis_entry& e, std::string owed);
