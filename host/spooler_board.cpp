@@ -23,8 +23,33 @@ std::optional<std::uint64_t> number(std::string_view s) {
   return v;
 }
 
-// Never 0, which marks a free outage cell.
-std::uint64_t server_key(std::string_view server) { return std::hash<std::string_view>{}(server) | 1; }
+// Never 0, which marks a free cell.
+std::uint64_t cell_key(std::string_view name) { return std::hash<std::string_view>{}(name) | 1; }
+
+// The cell of name, taking a free one (by CAS: spoolers race for it) when
+// it has none; nullptr when every cell is taken by other names.
+template <class Cell, std::size_t N>
+Cell* claim_cell(Cell (&cells)[N], std::string_view name) {
+  const std::uint64_t key = cell_key(name);
+  for (Cell& c : cells) {
+    std::uint64_t found = c.key.load();
+    if (found == 0 && c.key.compare_exchange_strong(found, key)) found = key;
+    if (found == key) return &c;
+  }
+  return nullptr;
+}
+
+// The cell of name, if one was claimed (cells are taken in order, never freed).
+template <class Cell, std::size_t N>
+Cell* find_cell(Cell (&cells)[N], std::string_view name) {
+  const std::uint64_t key = cell_key(name);
+  for (Cell& c : cells) {
+    const std::uint64_t found = c.key.load();
+    if (found == 0) break;
+    if (found == key) return &c;
+  }
+  return nullptr;
+}
 
 }  // namespace
 
@@ -90,54 +115,36 @@ std::optional<exit_note> spooler_board::find(pid_t pid) const {
 }
 
 bool spooler_board::report_down(std::string_view server, std::int64_t now_ms) {
-  const std::uint64_t key = server_key(server);
-  for (outage_cell& c : outages) {
-    std::uint64_t k = c.server.load();
-    if (k == 0 && c.server.compare_exchange_strong(k, key)) k = key;
-    if (k != key) continue;
-    std::int64_t since = 0;
-    return c.since_ms.compare_exchange_strong(since, now_ms > 0 ? now_ms : 1);
-  }
-  return true;  // more servers than cells: every spooler logs, as without a board
+  outage_cell* c = claim_cell(outages, server);
+  if (c == nullptr) return true;  // more servers than cells: every spooler logs, as without a board
+  std::int64_t since = 0;
+  return c->since_ms.compare_exchange_strong(since, now_ms > 0 ? now_ms : 1);
 }
 
 bool spooler_board::report_up(std::string_view server) {
-  const std::uint64_t key = server_key(server);
-  for (outage_cell& c : outages) {
-    const std::uint64_t k = c.server.load();
-    if (k == 0) break;
-    if (k == key) return c.since_ms.exchange(0) != 0;
-  }
-  return true;  // no cell: report_down() let every spooler log
+  // No cell: report_down() let every spooler log.
+  outage_cell* c = find_cell(outages, server);
+  return c == nullptr || c->since_ms.exchange(0) != 0;
 }
 
 void spooler_board::post_backlog(std::string_view key, const redis_backlog& b, std::int64_t now_ms) {
-  const std::uint64_t k = server_key(key);
-  for (backlog_cell& c : backlogs) {
-    std::uint64_t found = c.queue.load();
-    if (found == 0 && c.queue.compare_exchange_strong(found, k)) found = k;
-    if (found != k) continue;
-    c.waiting.store(b.waiting);
-    c.delayed.store(b.delayed);
-    c.ignored.store(b.ignored);
-    c.in_flight.store(b.in_flight);
-    c.failed.store(b.failed);
-    c.read_at_ms.store(now_ms);
-    return;
-  }
+  backlog_cell* c = claim_cell(backlogs, key);
+  if (c == nullptr) return;  // more Redis queues than cells: theirs are not shown
+  c->waiting.store(b.waiting);
+  c->delayed.store(b.delayed);
+  c->ignored.store(b.ignored);
+  c->in_flight.store(b.in_flight);
+  c->failed.store(b.failed);
+  c->read_at_ms.store(now_ms);
 }
 
 std::optional<redis_backlog> spooler_board::backlog(std::string_view key, std::int64_t now_ms) const {
-  const std::uint64_t k = server_key(key);
-  for (const backlog_cell& c : backlogs) {
-    const std::uint64_t found = c.queue.load();
-    if (found == 0) break;
-    if (found != k) continue;
-    const std::int64_t at = c.read_at_ms.load();
-    if (at == 0 || now_ms - at > k_backlog_max_age_ms) return std::nullopt;
-    return redis_backlog{c.waiting.load(), c.delayed.load(), c.ignored.load(), c.in_flight.load(), c.failed.load(), at};
-  }
-  return std::nullopt;
+  const backlog_cell* c = find_cell(backlogs, key);
+  if (c == nullptr) return std::nullopt;
+  const std::int64_t at = c->read_at_ms.load();
+  if (at == 0 || now_ms - at > k_backlog_max_age_ms) return std::nullopt;
+  return redis_backlog{c->waiting.load(), c->delayed.load(), c->ignored.load(), c->in_flight.load(), c->failed.load(),
+                       at};
 }
 
 std::string backlog_key(const queue_config& q) {

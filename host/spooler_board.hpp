@@ -81,12 +81,12 @@ struct spooler_board {
     std::atomic<std::uint64_t> seq{0};
   };
   struct outage_cell {
-    std::atomic<std::uint64_t> server{0};  // a hash of the server's address; 0: free
+    std::atomic<std::uint64_t> key{0};  // a hash of the server's address; 0: free
     std::atomic<std::int64_t> since_ms{0};  // 0: not down
   };
 
   struct backlog_cell {
-    std::atomic<std::uint64_t> queue{0};  // a hash of the stream and server; 0: free
+    std::atomic<std::uint64_t> key{0};  // a hash of the stream and server; 0: free
     std::atomic<std::int64_t> read_at_ms{0};
     std::atomic<std::uint64_t> waiting{0}, delayed{0}, ignored{0}, in_flight{0}, failed{0};
   };
